@@ -1,0 +1,363 @@
+//! One partition: its segments, high watermark, recovery at open, append
+//! with segment rolling and fsync, reads, and (read-only) refresh.
+//!
+//! Invariants:
+//! - `State` changes only after the bytes it describes are on disk (and
+//!   fsynced under `FsyncPolicy::Always`), so a reader never sees a batch
+//!   that a failed append leaves behind.
+//! - In writer mode there is always at least one segment and the last one
+//!   is open for appending; every frame in it below `len` is valid.
+//! - A read-only partition never writes, creates or truncates; it only
+//!   advances `len`/`hwm` over frames that validate, so a batch another
+//!   process is still writing is invisible until complete.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use super::files::{list_segments, open_segment, segment_file_name, sync_dir};
+use super::format::seal_frame;
+use super::segment::{read_records, scan, ReadPlan, Segment, SparseIndex};
+use crate::log::{LogError, Offset, StoredRecord, TopicPartition};
+
+#[derive(Debug)]
+struct State {
+    segments: Vec<Segment>,
+    hwm: Offset,
+}
+
+/// One partition of a topic.
+#[derive(Debug)]
+pub(crate) struct Partition {
+    tp: TopicPartition,
+    dir: PathBuf,
+    read_only: bool,
+    state: Mutex<State>,
+    /// Set by appends under `FsyncPolicy::Interval`, cleared by the flusher.
+    dirty: AtomicBool,
+}
+
+fn io_err(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> LogError {
+    let context = format!("{what} {}", path.display());
+    move |e| LogError::io(context, e)
+}
+
+impl Partition {
+    /// Opens the partition in `dir`. A writer creates the first segment if
+    /// there is none and truncates a torn tail of the last one (warning);
+    /// a reader takes the valid prefix as it finds it.
+    pub fn open(tp: TopicPartition, dir: PathBuf, read_only: bool) -> Result<Self, LogError> {
+        let mut listed = list_segments(&dir)?;
+        if listed.is_empty() && !read_only {
+            let path = dir.join(segment_file_name(0));
+            open_segment(&path, true, true)?;
+            sync_dir(&dir)?;
+            listed.push((0, path));
+        }
+        let mut segments = Vec::with_capacity(listed.len());
+        for (i, (base, path)) in listed.iter().enumerate() {
+            let len = std::fs::metadata(path).map_err(io_err("stat", path))?.len();
+            let next_offset = listed.get(i + 1).map_or(*base, |(next, _)| *next);
+            segments.push(Segment {
+                base: *base,
+                path: path.clone(),
+                file: None,
+                len,
+                index: None,
+                next_offset,
+            });
+        }
+        let mut state = State { segments, hwm: 0 };
+        if let Some(last) = state.segments.last_mut() {
+            let file = open_segment(&last.path, !read_only, false)?;
+            let file_len = last.len;
+            let mut index = SparseIndex::default();
+            let outcome =
+                scan(&file, 0, file_len, last.base, &mut index).map_err(io_err("read", &last.path))?;
+            if let (Some(reason), false) = (&outcome.stop, read_only) {
+                tracing::warn!(
+                    topic = %tp.topic,
+                    partition = tp.partition,
+                    file = %last.path.display(),
+                    valid_bytes = outcome.valid_len,
+                    dropped_bytes = file_len - outcome.valid_len,
+                    reason = %reason,
+                    "truncating torn or corrupt tail of the log"
+                );
+                file.set_len(outcome.valid_len)
+                    .and_then(|()| file.sync_all())
+                    .map_err(io_err("truncate", &last.path))?;
+            }
+            last.file = Some(Arc::new(file));
+            last.len = outcome.valid_len;
+            last.index = Some(index);
+            last.next_offset = outcome.next_offset;
+            state.hwm = outcome.next_offset;
+        }
+        Ok(Self {
+            tp,
+            dir,
+            read_only,
+            state: Mutex::new(state),
+            dirty: AtomicBool::new(false),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // State is only mutated after the IO it describes succeeded, so a
+        // panic elsewhere cannot leave it half-updated: poisoning is benign.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Appends one encoded frame (from `format::encode_batch`) of `count`
+    /// records and returns its base offset.
+    pub fn append(
+        &self,
+        mut frame: Vec<u8>,
+        count: u64,
+        segment_bytes: u64,
+        fsync_now: bool,
+    ) -> Result<Offset, LogError> {
+        let mut st = self.lock();
+        let base = st.hwm;
+        seal_frame(&mut frame, base);
+        let needs_roll = st
+            .segments
+            .last()
+            .is_some_and(|s| s.len > 0 && s.len + frame.len() as u64 > segment_bytes);
+        if needs_roll {
+            self.roll(&mut st)?;
+        }
+        let Some(active) = st.segments.last_mut() else {
+            return Err(LogError::ReadOnly(self.dir.display().to_string()));
+        };
+        let Some(file) = active.file.clone() else {
+            return Err(LogError::ReadOnly(self.dir.display().to_string()));
+        };
+        let written = std::io::Write::write_all(&mut &*file, &frame)
+            .and_then(|()| if fsync_now { file.sync_data() } else { Ok(()) });
+        if let Err(e) = written {
+            // Cut off whatever part of the frame made it, so the file stays a
+            // sequence of valid frames; if even that fails, the next open's
+            // recovery will.
+            let _ = file.set_len(active.len);
+            return Err(LogError::io(format!("append to {}", active.path.display()), e));
+        }
+        if let Some(index) = active.index.as_mut() {
+            index.note(base, active.len);
+        }
+        active.len += frame.len() as u64;
+        active.next_offset = base + count;
+        st.hwm = base + count;
+        if !fsync_now {
+            self.dirty.store(true, Ordering::Release);
+        }
+        Ok(base)
+    }
+
+    /// Seals the active segment (fsynced, so a power loss cannot leave a hole
+    /// before the new one) and starts a new one at the high watermark.
+    fn roll(&self, st: &mut State) -> Result<(), LogError> {
+        if let Some(old) = st.segments.last() {
+            if let Some(f) = &old.file {
+                f.sync_all().map_err(io_err("fsync", &old.path))?;
+            }
+        }
+        let path = self.dir.join(segment_file_name(st.hwm));
+        let file = open_segment(&path, true, true)?;
+        sync_dir(&self.dir)?;
+        st.segments.push(Segment {
+            base: st.hwm,
+            path,
+            file: Some(Arc::new(file)),
+            len: 0,
+            index: Some(SparseIndex::default()),
+            next_offset: st.hwm,
+        });
+        Ok(())
+    }
+
+    /// fsyncs the active segment if an append dirtied it since last time.
+    pub fn sync_if_dirty(&self) -> Result<(), LogError> {
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let active = self
+            .lock()
+            .segments
+            .last()
+            .and_then(|s| s.file.clone().map(|f| (f, s.path.clone())));
+        if let Some((file, path)) = active {
+            // Outside the lock: appends may continue while the disk works.
+            if let Err(e) = file.sync_data() {
+                self.dirty.store(true, Ordering::Release);
+                return Err(LogError::io(format!("fsync {}", path.display()), e));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn high_watermark(&self) -> Result<Offset, LogError> {
+        let mut st = self.lock();
+        if self.read_only {
+            self.refresh(&mut st)?;
+        }
+        Ok(st.hwm)
+    }
+
+    pub fn log_start(&self) -> Offset {
+        self.lock().segments.first().map_or(0, |s| s.base)
+    }
+
+    /// Up to `max` records with `offset >= from`, across segments.
+    pub fn read(&self, from: Offset, max: usize) -> Result<Vec<StoredRecord>, LogError> {
+        let mut out = Vec::new();
+        let mut cursor = from;
+        let mut first = true;
+        loop {
+            let plan = {
+                let mut st = self.lock();
+                if std::mem::take(&mut first) {
+                    let log_start = st.segments.first().map_or(0, |s| s.base);
+                    if from < log_start {
+                        return Err(LogError::OffsetOutOfRange {
+                            tp: self.tp.clone(),
+                            offset: from,
+                            log_start,
+                        });
+                    }
+                    if self.read_only && from >= st.hwm {
+                        self.refresh(&mut st)?;
+                    }
+                }
+                if cursor >= st.hwm || out.len() >= max {
+                    break;
+                }
+                self.plan(&mut st, cursor)?
+            };
+            read_records(&plan, self.tp.partition, cursor, max, &mut out)?;
+            if plan.next_offset <= cursor {
+                break; // cannot happen with consistent state; never spin
+            }
+            cursor = plan.next_offset;
+        }
+        Ok(out)
+    }
+
+    /// Locates `offset` (below the high watermark), indexing its segment
+    /// first if this is the first read of a sealed segment.
+    fn plan(&self, st: &mut State, offset: Offset) -> Result<ReadPlan, LogError> {
+        let i = st.segments.partition_point(|s| s.base <= offset).saturating_sub(1);
+        let seg = st
+            .segments
+            .get_mut(i)
+            .ok_or_else(|| LogError::Corrupt {
+                path: self.dir.display().to_string(),
+                position: 0,
+                reason: format!("no segment holds offset {offset}"),
+            })?;
+        let file = match &seg.file {
+            Some(f) => f.clone(),
+            None => {
+                let f = Arc::new(open_segment(&seg.path, false, false)?);
+                seg.file = Some(f.clone());
+                f
+            }
+        };
+        if seg.index.is_none() {
+            let mut index = SparseIndex::default();
+            let outcome = scan(&file, 0, seg.len, seg.base, &mut index)
+                .map_err(io_err("read", &seg.path))?;
+            let reason = match outcome.stop {
+                Some(r) => Some(r),
+                None if outcome.next_offset != seg.next_offset => Some(format!(
+                    "segment ends at offset {} but the next one starts at {}",
+                    outcome.next_offset, seg.next_offset
+                )),
+                None => None,
+            };
+            if let Some(reason) = reason {
+                return Err(LogError::Corrupt {
+                    path: seg.path.display().to_string(),
+                    position: outcome.valid_len,
+                    reason,
+                });
+            }
+            seg.index = Some(index);
+        }
+        let pos = seg.index.as_ref().map_or(0, |ix| ix.lookup(offset));
+        Ok(ReadPlan {
+            file,
+            path: seg.path.clone(),
+            pos,
+            end: seg.len,
+            next_offset: seg.next_offset,
+        })
+    }
+
+    /// Read-only: picks up frames and segments another process appended
+    /// since we last looked. New segment files are listed *before* the
+    /// current one is rescanned: the writer completes a segment before
+    /// creating the next, so anything listed as newer means the current one
+    /// is final by the time we rescan it.
+    fn refresh(&self, st: &mut State) -> Result<(), LogError> {
+        let last_base = st.segments.last().map(|s| s.base);
+        let newer: Vec<_> = list_segments(&self.dir)?
+            .into_iter()
+            .filter(|(base, _)| match last_base {
+                Some(b) => *base > b,
+                None => true,
+            })
+            .collect();
+        if let Some(last) = st.segments.last_mut() {
+            extend(last)?;
+            st.hwm = last.next_offset;
+        }
+        for (base, path) in newer {
+            if base < st.hwm {
+                tracing::warn!(file = %path.display(), hwm = st.hwm, "ignoring segment that overlaps the previous one");
+                continue;
+            }
+            if let Some(prev) = st.segments.last_mut() {
+                // Sealed now: reads continue at the next segment's base.
+                prev.next_offset = base;
+            }
+            let mut seg = Segment {
+                base,
+                path,
+                file: None,
+                len: 0,
+                index: Some(SparseIndex::default()),
+                next_offset: base,
+            };
+            extend(&mut seg)?;
+            st.hwm = seg.next_offset;
+            st.segments.push(seg);
+        }
+        Ok(())
+    }
+}
+
+/// Read-only: validates whatever was appended to `seg` past its known end.
+fn extend(seg: &mut Segment) -> Result<(), LogError> {
+    let file = match &seg.file {
+        Some(f) => f.clone(),
+        None => {
+            let f = Arc::new(open_segment(&seg.path, false, false)?);
+            seg.file = Some(f.clone());
+            f
+        }
+    };
+    let file_len = file.metadata().map_err(io_err("stat", &seg.path))?.len();
+    if file_len <= seg.len {
+        return Ok(());
+    }
+    let Some(index) = seg.index.as_mut() else {
+        return Ok(());
+    };
+    let outcome =
+        scan(&file, seg.len, file_len, seg.next_offset, index).map_err(io_err("read", &seg.path))?;
+    seg.len = outcome.valid_len;
+    seg.next_offset = outcome.next_offset;
+    Ok(())
+}
