@@ -3,7 +3,11 @@
 //! - [`domain`]: the pure core (event types; deciders later).
 //! - [`codec`]: Avro single-object encoding of events, schema registry.
 //! - [`log`]: the `EventLog` trait and its backends.
+//! - [`topics`]: topic naming.
+//! - [`cli`]: the `baton` command line.
 
 pub mod domain;
 pub mod codec;
+pub mod cli;
 pub mod log;
+pub mod topics;

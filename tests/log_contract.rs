@@ -8,10 +8,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use baton::log::contract;
 use baton::log::embedded::{EmbeddedConfig, EmbeddedLog, FsyncPolicy};
 use baton::log::{EventLog, LogError, ProducerRecord, TopicPartition, TopicSpec};
+use bytes::Bytes;
 
 fn open(cfg: EmbeddedConfig) -> EmbeddedLog {
     EmbeddedLog::open(cfg).expect("open the embedded log")
@@ -19,7 +19,12 @@ fn open(cfg: EmbeddedConfig) -> EmbeddedLog {
 
 fn recs(lo: u64, hi: u64) -> Vec<ProducerRecord> {
     (lo..hi)
-        .map(|i| ProducerRecord::new(Some(Bytes::from(format!("k{i}"))), Bytes::from(format!("value-{i:06}"))))
+        .map(|i| {
+            ProducerRecord::new(
+                Some(Bytes::from(format!("k{i}"))),
+                Bytes::from(format!("value-{i:06}")),
+            )
+        })
         .collect()
 }
 
@@ -30,7 +35,11 @@ async fn values(log: &dyn EventLog, topic: &str, partition: u32) -> Vec<String> 
         let batch = log.read(topic, partition, next, 1000).await.unwrap();
         let Some(last) = batch.last() else { break };
         next = last.offset + 1;
-        out.extend(batch.iter().map(|r| String::from_utf8(r.value.to_vec()).unwrap()));
+        out.extend(
+            batch
+                .iter()
+                .map(|r| String::from_utf8(r.value.to_vec()).unwrap()),
+        );
     }
     out
 }
@@ -93,7 +102,10 @@ async fn contract_suite_passes_with_tiny_segments_and_fsync_always() {
     if let Err(failures) = contract::run_all(&log, "ct").await {
         panic!("contract failures:\n{failures}");
     }
-    assert!(segments(dir.path(), "ct-read-continuation", 0).len() == 4, "expected the tiny segment size to roll");
+    assert!(
+        segments(dir.path(), "ct-read-continuation", 0).len() == 4,
+        "expected the tiny segment size to roll"
+    );
 }
 
 #[tokio::test]
@@ -103,25 +115,53 @@ async fn reopen_keeps_records_topics_and_commits() {
     cfg.segment_bytes = 4096;
     {
         let log = open(cfg.clone());
-        log.create_topic(&TopicSpec { name: "t".into(), partitions: 2, compacted: true }).await.unwrap();
+        log.create_topic(&TopicSpec {
+            name: "t".into(),
+            partitions: 2,
+            compacted: true,
+        })
+        .await
+        .unwrap();
         for i in 0..20 {
-            log.append("t", 0, recs(i * 50, (i + 1) * 50)).await.unwrap();
+            log.append("t", 0, recs(i * 50, (i + 1) * 50))
+                .await
+                .unwrap();
         }
         log.append("t", 1, recs(0, 3)).await.unwrap();
-        log.commit("g/with:odd chars", &[(TopicPartition::new("t", 0), 42)]).await.unwrap();
+        log.commit("g/with:odd chars", &[(TopicPartition::new("t", 0), 42)])
+            .await
+            .unwrap();
         log.flush().await.unwrap();
     }
     assert!(segments(dir.path(), "t", 0).len() > 5);
     let log = open(cfg);
     let topics = log.list_topics().await.unwrap();
-    assert_eq!(topics, vec![TopicSpec { name: "t".into(), partitions: 2, compacted: true }]);
+    assert_eq!(
+        topics,
+        vec![TopicSpec {
+            name: "t".into(),
+            partitions: 2,
+            compacted: true
+        }]
+    );
     assert_eq!(values(&log, "t", 0).await, expected(0, 1000));
     assert_eq!(values(&log, "t", 1).await, expected(0, 3));
     // Reading from the middle of a sealed segment uses its lazy index.
     let mid = log.read("t", 0, 517, 3).await.unwrap();
-    assert_eq!(mid.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![517, 518, 519]);
-    assert_eq!(log.committed("g/with:odd chars", &TopicPartition::new("t", 0)).await.unwrap(), Some(42));
-    assert_eq!(log.append("t", 0, recs(1000, 1001)).await.unwrap(), vec![1000]);
+    assert_eq!(
+        mid.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        vec![517, 518, 519]
+    );
+    assert_eq!(
+        log.committed("g/with:odd chars", &TopicPartition::new("t", 0))
+            .await
+            .unwrap(),
+        Some(42)
+    );
+    assert_eq!(
+        log.append("t", 0, recs(1000, 1001)).await.unwrap(),
+        vec![1000]
+    );
 }
 
 /// Writes 10 batches of 10 records to `t/0` and returns the segment path.
@@ -129,7 +169,9 @@ async fn ten_batches(cfg: &EmbeddedConfig) -> PathBuf {
     let log = open(cfg.clone());
     log.create_topic(&TopicSpec::new("t", 1)).await.unwrap();
     for i in 0..10 {
-        log.append("t", 0, recs(i * 10, (i + 1) * 10)).await.unwrap();
+        log.append("t", 0, recs(i * 10, (i + 1) * 10))
+            .await
+            .unwrap();
     }
     drop(log);
     segments(&cfg.root, "t", 0).pop().unwrap()
@@ -141,18 +183,39 @@ async fn torn_tail_mid_batch_is_truncated_on_open() {
     let cfg = EmbeddedConfig::new(dir.path());
     let seg = ten_batches(&cfg).await;
     let full = fs::metadata(&seg).unwrap().len();
-    OpenOptions::new().write(true).open(&seg).unwrap().set_len(full - 7).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(full - 7)
+        .unwrap();
 
     let (log, logged) = open_capturing(cfg.clone());
-    assert!(logged.contains("WARN") && logged.contains("dropped_bytes"), "expected a warning, got: {logged}");
-    assert!(logged.contains("partition=0") && logged.contains("valid_bytes"), "{logged}");
-    assert_eq!(values(&log, "t", 0).await, expected(0, 90), "the torn last batch must vanish whole");
+    assert!(
+        logged.contains("WARN") && logged.contains("dropped_bytes"),
+        "expected a warning, got: {logged}"
+    );
+    assert!(
+        logged.contains("partition=0") && logged.contains("valid_bytes"),
+        "{logged}"
+    );
+    assert_eq!(
+        values(&log, "t", 0).await,
+        expected(0, 90),
+        "the torn last batch must vanish whole"
+    );
     assert_eq!(log.high_watermark("t", 0).await.unwrap(), 90);
-    assert_eq!(log.append("t", 0, recs(90, 92)).await.unwrap(), vec![90, 91]);
+    assert_eq!(
+        log.append("t", 0, recs(90, 92)).await.unwrap(),
+        vec![90, 91]
+    );
     drop(log);
 
     let (log, logged) = open_capturing(cfg);
-    assert!(!logged.contains("WARN"), "a clean log must open quietly: {logged}");
+    assert!(
+        !logged.contains("WARN"),
+        "a clean log must open quietly: {logged}"
+    );
     assert_eq!(values(&log, "t", 0).await, expected(0, 92));
 }
 
@@ -162,13 +225,29 @@ async fn garbage_tail_is_dropped_on_open() {
     let cfg = EmbeddedConfig::new(dir.path());
     let seg = ten_batches(&cfg).await;
     let full = fs::metadata(&seg).unwrap().len();
-    for garbage in [vec![0u8; 100], (0..=255u8).cycle().take(3000).collect(), vec![0xff; 30]] {
-        OpenOptions::new().append(true).open(&seg).unwrap().write_all(&garbage).unwrap();
+    for garbage in [
+        vec![0u8; 100],
+        (0..=255u8).cycle().take(3000).collect(),
+        vec![0xff; 30],
+    ] {
+        OpenOptions::new()
+            .append(true)
+            .open(&seg)
+            .unwrap()
+            .write_all(&garbage)
+            .unwrap();
         let (log, logged) = open_capturing(cfg.clone());
-        assert!(logged.contains(&format!("dropped_bytes={}", garbage.len())), "{logged}");
+        assert!(
+            logged.contains(&format!("dropped_bytes={}", garbage.len())),
+            "{logged}"
+        );
         assert_eq!(values(&log, "t", 0).await, expected(0, 100));
         drop(log);
-        assert_eq!(fs::metadata(&seg).unwrap().len(), full, "file truncated back to its valid length");
+        assert_eq!(
+            fs::metadata(&seg).unwrap().len(),
+            full,
+            "file truncated back to its valid length"
+        );
     }
     let log = open(cfg);
     assert_eq!(log.append("t", 0, recs(100, 101)).await.unwrap(), vec![100]);
@@ -183,7 +262,9 @@ async fn corrupt_sealed_segment_is_reported_not_served() {
         let log = open(cfg.clone());
         log.create_topic(&TopicSpec::new("t", 1)).await.unwrap();
         for i in 0..30 {
-            log.append("t", 0, recs(i * 10, (i + 1) * 10)).await.unwrap();
+            log.append("t", 0, recs(i * 10, (i + 1) * 10))
+                .await
+                .unwrap();
         }
     }
     let first = segments(dir.path(), "t", 0).remove(0);
@@ -193,7 +274,9 @@ async fn corrupt_sealed_segment_is_reported_not_served() {
     fs::write(&first, bytes).unwrap();
     let log = open(cfg);
     match log.read("t", 0, 0, 100).await {
-        Err(LogError::Corrupt { path, .. }) => assert!(path.ends_with("00000000000000000000.seg"), "{path}"),
+        Err(LogError::Corrupt { path, .. }) => {
+            assert!(path.ends_with("00000000000000000000.seg"), "{path}")
+        }
         other => panic!("expected Corrupt, got {other:?}"),
     }
 }
@@ -207,7 +290,9 @@ async fn reading_below_the_log_start_is_out_of_range() {
         let log = open(cfg.clone());
         log.create_topic(&TopicSpec::new("t", 1)).await.unwrap();
         for i in 0..30 {
-            log.append("t", 0, recs(i * 10, (i + 1) * 10)).await.unwrap();
+            log.append("t", 0, recs(i * 10, (i + 1) * 10))
+                .await
+                .unwrap();
         }
     }
     // Simulate retention having removed the oldest segment.
@@ -216,7 +301,9 @@ async fn reading_below_the_log_start_is_out_of_range() {
     let start = log.log_start("t", 0).await.unwrap();
     assert!(start > 0);
     match log.read("t", 0, start - 1, 10).await {
-        Err(LogError::OffsetOutOfRange { offset, log_start, .. }) => assert_eq!((offset, log_start), (start - 1, start)),
+        Err(LogError::OffsetOutOfRange {
+            offset, log_start, ..
+        }) => assert_eq!((offset, log_start), (start - 1, start)),
         other => panic!("expected OffsetOutOfRange, got {other:?}"),
     }
     assert_eq!(log.read("t", 0, start, 1).await.unwrap()[0].offset, start);
@@ -234,28 +321,63 @@ async fn read_only_reader_follows_a_writer() {
     let reader = open(EmbeddedConfig::read_only(dir.path()));
     assert_eq!(values(&reader, "t", 0).await, expected(0, 10));
     for i in 1..40 {
-        writer.append("t", 0, recs(i * 10, (i + 1) * 10)).await.unwrap();
+        writer
+            .append("t", 0, recs(i * 10, (i + 1) * 10))
+            .await
+            .unwrap();
     }
-    assert!(segments(dir.path(), "t", 0).len() > 3, "the writer should have rolled segments");
+    assert!(
+        segments(dir.path(), "t", 0).len() > 3,
+        "the writer should have rolled segments"
+    );
     assert_eq!(reader.high_watermark("t", 0).await.unwrap(), 400);
     let tail = reader.read("t", 0, 10, 5).await.unwrap();
-    assert_eq!(tail.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![10, 11, 12, 13, 14]);
+    assert_eq!(
+        tail.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        vec![10, 11, 12, 13, 14]
+    );
     assert_eq!(values(&reader, "t", 0).await, expected(0, 400));
 
     // Topics and commits made after the reader opened are visible too.
-    writer.create_topic(&TopicSpec::new("later", 2)).await.unwrap();
+    writer
+        .create_topic(&TopicSpec::new("later", 2))
+        .await
+        .unwrap();
     writer.append("later", 1, recs(0, 2)).await.unwrap();
-    writer.commit("g", &[(TopicPartition::new("t", 0), 7)]).await.unwrap();
+    writer
+        .commit("g", &[(TopicPartition::new("t", 0), 7)])
+        .await
+        .unwrap();
     assert_eq!(reader.partition_count("later").await.unwrap(), 2);
     assert_eq!(values(&reader, "later", 1).await, expected(0, 2));
-    assert_eq!(reader.committed("g", &TopicPartition::new("t", 0)).await.unwrap(), Some(7));
+    assert_eq!(
+        reader
+            .committed("g", &TopicPartition::new("t", 0))
+            .await
+            .unwrap(),
+        Some(7)
+    );
     assert_eq!(reader.list_topics().await.unwrap().len(), 2);
 
     // The reader never writes.
-    assert!(matches!(reader.append("t", 0, recs(0, 1)).await, Err(LogError::ReadOnly(_))));
-    assert!(matches!(reader.commit("g", &[(TopicPartition::new("t", 0), 1)]).await, Err(LogError::ReadOnly(_))));
-    assert!(matches!(reader.create_topic(&TopicSpec::new("new", 1)).await, Err(LogError::ReadOnly(_))));
-    reader.create_topic(&TopicSpec::new("t", 1)).await.expect("an existing topic is fine");
+    assert!(matches!(
+        reader.append("t", 0, recs(0, 1)).await,
+        Err(LogError::ReadOnly(_))
+    ));
+    assert!(matches!(
+        reader
+            .commit("g", &[(TopicPartition::new("t", 0), 1)])
+            .await,
+        Err(LogError::ReadOnly(_))
+    ));
+    assert!(matches!(
+        reader.create_topic(&TopicSpec::new("new", 1)).await,
+        Err(LogError::ReadOnly(_))
+    ));
+    reader
+        .create_topic(&TopicSpec::new("t", 1))
+        .await
+        .expect("an existing topic is fine");
 
     // A batch still being written (here: half a frame) stays invisible.
     drop(writer);
@@ -270,14 +392,33 @@ async fn read_only_reader_follows_a_writer() {
     let before = if active == old_active { old_len } else { 0 };
     let whole = fs::read(&active).unwrap();
     let frame = whole[before as usize..].to_vec();
-    OpenOptions::new().write(true).open(&active).unwrap().set_len(before).unwrap();
-    OpenOptions::new().append(true).open(&active).unwrap().write_all(&frame[..frame.len() / 2]).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&active)
+        .unwrap()
+        .set_len(before)
+        .unwrap();
+    OpenOptions::new()
+        .append(true)
+        .open(&active)
+        .unwrap()
+        .write_all(&frame[..frame.len() / 2])
+        .unwrap();
     assert_eq!(reader.high_watermark("t", 0).await.unwrap(), 400);
     assert!(reader.read("t", 0, 400, 10).await.unwrap().is_empty());
-    OpenOptions::new().append(true).open(&active).unwrap().write_all(&frame[frame.len() / 2..]).unwrap();
+    OpenOptions::new()
+        .append(true)
+        .open(&active)
+        .unwrap()
+        .write_all(&frame[frame.len() / 2..])
+        .unwrap();
     assert_eq!(reader.high_watermark("t", 0).await.unwrap(), 410);
     assert_eq!(reader.read("t", 0, 400, 100).await.unwrap().len(), 10);
-    assert_eq!(fs::metadata(&active).unwrap().len(), whole.len() as u64, "the reader never truncates");
+    assert_eq!(
+        fs::metadata(&active).unwrap().len(),
+        whole.len() as u64,
+        "the reader never truncates"
+    );
 }
 
 #[tokio::test]
@@ -290,7 +431,10 @@ async fn a_second_writer_is_locked_out() {
             let msg = e.to_string();
             let lock = dir.path().join("LOCK");
             assert!(msg.contains(&lock.display().to_string()), "{msg}");
-            assert!(msg.contains(&std::process::id().to_string()), "names the holder: {msg}");
+            assert!(
+                msg.contains(&std::process::id().to_string()),
+                "names the holder: {msg}"
+            );
         }
         other => panic!("expected Locked, got {other:?}"),
     }
@@ -308,10 +452,16 @@ async fn oversized_batches_and_bad_input_are_rejected() {
     let log = open(cfg);
     log.create_topic(&TopicSpec::new("t", 1)).await.unwrap();
     let big = vec![ProducerRecord::new(None, Bytes::from(vec![7u8; 2000]))];
-    assert!(matches!(log.append("t", 0, big).await, Err(LogError::BatchTooLarge { limit: 1000, .. })));
+    assert!(matches!(
+        log.append("t", 0, big).await,
+        Err(LogError::BatchTooLarge { limit: 1000, .. })
+    ));
     assert_eq!(log.high_watermark("t", 0).await.unwrap(), 0);
     assert!(log.create_topic(&TopicSpec::new("zero", 0)).await.is_err());
-    assert!(matches!(log.read("../etc", 0, 0, 1).await, Err(LogError::InvalidTopicName(_))));
+    assert!(matches!(
+        log.read("../etc", 0, 0, 1).await,
+        Err(LogError::InvalidTopicName(_))
+    ));
     assert!(EmbeddedLog::open(EmbeddedConfig::read_only(dir.path().join("nope"))).is_err());
 }
 
@@ -320,7 +470,10 @@ fn interval_fsync_thread_stops_with_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = EmbeddedConfig::new(dir.path());
     cfg.fsync = "interval:5".parse().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     for _ in 0..3 {
         let log = open(cfg.clone());
         rt.block_on(async {

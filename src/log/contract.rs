@@ -16,7 +16,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use super::{EventLog, Header, LogError, Offset, ProducerRecord, StoredRecord, TopicPartition, TopicSpec};
+use super::{
+    EventLog, Header, LogError, Offset, ProducerRecord, StoredRecord, TopicPartition, TopicSpec,
+};
 
 /// The result of one check.
 pub type CheckResult = Result<(), String>;
@@ -46,24 +48,49 @@ fn records(range: std::ops::Range<usize>) -> Vec<ProducerRecord> {
         .collect()
 }
 
-async fn topic(log: &dyn EventLog, prefix: &str, name: &str, partitions: u32) -> Result<String, String> {
+async fn topic(
+    log: &dyn EventLog,
+    prefix: &str,
+    name: &str,
+    partitions: u32,
+) -> Result<String, String> {
     let name = format!("{prefix}-{name}");
-    call!(format!("create_topic({name})"), log.create_topic(&TopicSpec::new(&name, partitions)));
+    call!(
+        format!("create_topic({name})"),
+        log.create_topic(&TopicSpec::new(&name, partitions))
+    );
     Ok(name)
 }
 
 /// Reads everything from `from` to the high watermark, `step` records at a
 /// time, continuing from `last.offset + 1` as the rules require.
-async fn read_all(log: &dyn EventLog, topic: &str, partition: u32, from: Offset, step: usize) -> Result<Vec<StoredRecord>, String> {
+async fn read_all(
+    log: &dyn EventLog,
+    topic: &str,
+    partition: u32,
+    from: Offset,
+    step: usize,
+) -> Result<Vec<StoredRecord>, String> {
     let hwm = call!("high_watermark", log.high_watermark(topic, partition));
     let mut out: Vec<StoredRecord> = Vec::new();
     let mut next = from;
     while next < hwm {
-        let batch = call!(format!("read({topic}/{partition}, from {next})"), log.read(topic, partition, next, step));
+        let batch = call!(
+            format!("read({topic}/{partition}, from {next})"),
+            log.read(topic, partition, next, step)
+        );
         ensure!(!batch.is_empty(), "read({topic}/{partition}, from {next}) returned nothing below the high watermark {hwm}");
-        ensure!(batch.len() <= step, "read with max_records {step} returned {} records", batch.len());
+        ensure!(
+            batch.len() <= step,
+            "read with max_records {step} returned {} records",
+            batch.len()
+        );
         for r in batch {
-            ensure!(r.offset >= next, "read from {next} returned offset {}", r.offset);
+            ensure!(
+                r.offset >= next,
+                "read from {next} returned offset {}",
+                r.offset
+            );
             next = r.offset + 1;
             out.push(r);
         }
@@ -87,26 +114,45 @@ pub async fn topics(log: &dyn EventLog, prefix: &str) -> CheckResult {
     let mut spec_b = TopicSpec::new(&b, 1);
     spec_b.compacted = true;
     call!("create_topic (compacted)", log.create_topic(&spec_b));
-    call!("create_topic again with the same count", log.create_topic(&TopicSpec::new(&a, 3)));
+    call!(
+        "create_topic again with the same count",
+        log.create_topic(&TopicSpec::new(&a, 3))
+    );
     match log.create_topic(&TopicSpec::new(&a, 5)).await {
         Err(LogError::PartitionMismatch { existing: 3, requested: 5, .. }) => {}
         other => return Err(format!("re-creating {a} with 5 partitions: expected PartitionMismatch {{ existing: 3, requested: 5 }}, got {other:?}")),
     }
-    ensure!(call!("partition_count", log.partition_count(&a)) == 3, "partition_count({a}) should be 3");
-    ensure!(call!("partition_count", log.partition_count(&b)) == 1, "partition_count({b}) should be 1");
+    ensure!(
+        call!("partition_count", log.partition_count(&a)) == 3,
+        "partition_count({a}) should be 3"
+    );
+    ensure!(
+        call!("partition_count", log.partition_count(&b)) == 1,
+        "partition_count({b}) should be 1"
+    );
     let listed = call!("list_topics", log.list_topics());
     let names: Vec<&str> = listed.iter().map(|t| t.name.as_str()).collect();
     let mut sorted = names.clone();
     sorted.sort_unstable();
-    ensure!(names == sorted, "list_topics is not sorted by name: {names:?}");
+    ensure!(
+        names == sorted,
+        "list_topics is not sorted by name: {names:?}"
+    );
     for (name, partitions) in [(&a, 3), (&b, 1)] {
         let found = listed.iter().find(|t| &t.name == name);
-        ensure!(found.map(|t| t.partitions) == Some(partitions), "list_topics should contain {name} with {partitions} partitions, got {found:?}");
+        ensure!(
+            found.map(|t| t.partitions) == Some(partitions),
+            "list_topics should contain {name} with {partitions} partitions, got {found:?}"
+        );
     }
     for bad in ["", ".", "..", "has/slash", "has space", &"x".repeat(250)] {
         match log.create_topic(&TopicSpec::new(bad, 1)).await {
             Err(LogError::InvalidTopicName(_)) => {}
-            other => return Err(format!("create_topic({bad:?}): expected InvalidTopicName, got {other:?}")),
+            other => {
+                return Err(format!(
+                    "create_topic({bad:?}): expected InvalidTopicName, got {other:?}"
+                ))
+            }
         }
     }
     Ok(())
@@ -119,14 +165,37 @@ pub async fn append_offsets(log: &dyn EventLog, prefix: &str) -> CheckResult {
     let t = topic(log, prefix, "append-offsets", 1).await?;
     let start = call!("high_watermark", log.high_watermark(&t, 0));
     let first = call!("append", log.append(&t, 0, records(0..5)));
-    ensure!(first.len() == 5, "append of 5 records returned {} offsets", first.len());
-    ensure!(strictly_increasing(&first), "offsets of one batch not increasing: {first:?}");
-    ensure!(first[0] >= start, "first offset {} is below the high watermark {start} before the append", first[0]);
+    ensure!(
+        first.len() == 5,
+        "append of 5 records returned {} offsets",
+        first.len()
+    );
+    ensure!(
+        strictly_increasing(&first),
+        "offsets of one batch not increasing: {first:?}"
+    );
+    ensure!(
+        first[0] >= start,
+        "first offset {} is below the high watermark {start} before the append",
+        first[0]
+    );
     let second = call!("append", log.append(&t, 0, records(5..8)));
-    ensure!(second.len() == 3 && strictly_increasing(&second), "second batch offsets: {second:?}");
-    ensure!(second[0] > first[4], "second batch starts at {} after the first ended at {}", second[0], first[4]);
+    ensure!(
+        second.len() == 3 && strictly_increasing(&second),
+        "second batch offsets: {second:?}"
+    );
+    ensure!(
+        second[0] > first[4],
+        "second batch starts at {} after the first ended at {}",
+        second[0],
+        first[4]
+    );
     let hwm = call!("high_watermark", log.high_watermark(&t, 0));
-    ensure!(hwm == second[2] + 1, "high watermark {hwm} should be last offset + 1 = {}", second[2] + 1);
+    ensure!(
+        hwm == second[2] + 1,
+        "high watermark {hwm} should be last offset + 1 = {}",
+        second[2] + 1
+    );
     Ok(())
 }
 
@@ -135,17 +204,44 @@ pub async fn read_positions(log: &dyn EventLog, prefix: &str) -> CheckResult {
     let t = topic(log, prefix, "read-positions", 1).await?;
     let offs = call!("append", log.append(&t, 0, records(0..10)));
     let all = call!("read from the first offset", log.read(&t, 0, offs[0], 100));
-    ensure!(offsets_of(&all) == offs, "read from {} returned offsets {:?}, appended {offs:?}", offs[0], offsets_of(&all));
+    ensure!(
+        offsets_of(&all) == offs,
+        "read from {} returned offsets {:?}, appended {offs:?}",
+        offs[0],
+        offsets_of(&all)
+    );
     for (i, r) in all.iter().enumerate() {
-        ensure!(r.value == value(i), "record {i}: value {:?}, expected {:?}", r.value, value(i));
+        ensure!(
+            r.value == value(i),
+            "record {i}: value {:?}, expected {:?}",
+            r.value,
+            value(i)
+        );
     }
     let middle = call!("read from the middle", log.read(&t, 0, offs[4], 100));
-    ensure!(offsets_of(&middle) == offs[4..], "read from {} returned {:?}, expected {:?}", offs[4], offsets_of(&middle), &offs[4..]);
+    ensure!(
+        offsets_of(&middle) == offs[4..],
+        "read from {} returned {:?}, expected {:?}",
+        offs[4],
+        offsets_of(&middle),
+        &offs[4..]
+    );
     let hwm = call!("high_watermark", log.high_watermark(&t, 0));
     let at = call!("read at the high watermark", log.read(&t, 0, hwm, 100));
-    ensure!(at.is_empty(), "read at the high watermark {hwm} returned {} records", at.len());
-    let past = call!("read past the high watermark", log.read(&t, 0, hwm + 10, 100));
-    ensure!(past.is_empty(), "read past the high watermark returned {} records", past.len());
+    ensure!(
+        at.is_empty(),
+        "read at the high watermark {hwm} returned {} records",
+        at.len()
+    );
+    let past = call!(
+        "read past the high watermark",
+        log.read(&t, 0, hwm + 10, 100)
+    );
+    ensure!(
+        past.is_empty(),
+        "read past the high watermark returned {} records",
+        past.len()
+    );
     Ok(())
 }
 
@@ -157,10 +253,20 @@ pub async fn read_continuation(log: &dyn EventLog, prefix: &str) -> CheckResult 
         appended.extend(call!("append", log.append(&t, 0, records(lo..hi))));
     }
     let got = read_all(log, &t, 0, appended[0], 7).await?;
-    ensure!(offsets_of(&got) == appended, "paged read returned offsets {:?}, appended {appended:?}", offsets_of(&got));
-    ensure!(strictly_increasing(&offsets_of(&got)), "offsets not strictly increasing");
+    ensure!(
+        offsets_of(&got) == appended,
+        "paged read returned offsets {:?}, appended {appended:?}",
+        offsets_of(&got)
+    );
+    ensure!(
+        strictly_increasing(&offsets_of(&got)),
+        "offsets not strictly increasing"
+    );
     for (i, r) in got.iter().enumerate() {
-        ensure!(r.value == value(i) && r.partition == 0, "record {i} came back as {r:?}");
+        ensure!(
+            r.value == value(i) && r.partition == 0,
+            "record {i} came back as {r:?}"
+        );
     }
     Ok(())
 }
@@ -171,15 +277,34 @@ pub async fn record_fields(log: &dyn EventLog, prefix: &str) -> CheckResult {
     let binary: Bytes = (0..=255u8).collect::<Vec<_>>().into();
     let explicit_ts = 1_600_000_000_123;
     let sent = vec![
-        ProducerRecord { key: None, value: Bytes::from_static(b"no key"), headers: vec![], timestamp_ms: Some(explicit_ts) },
-        ProducerRecord { key: Some(Bytes::new()), value: Bytes::new(), headers: vec![], timestamp_ms: None },
+        ProducerRecord {
+            key: None,
+            value: Bytes::from_static(b"no key"),
+            headers: vec![],
+            timestamp_ms: Some(explicit_ts),
+        },
+        ProducerRecord {
+            key: Some(Bytes::new()),
+            value: Bytes::new(),
+            headers: vec![],
+            timestamp_ms: None,
+        },
         ProducerRecord {
             key: Some(binary.clone()),
             value: binary.clone(),
             headers: vec![
-                Header { key: "trace-id".into(), value: Bytes::from_static(b"abc") },
-                Header { key: "empty".into(), value: Bytes::new() },
-                Header { key: "trace-id".into(), value: Bytes::from_static(b"dup") },
+                Header {
+                    key: "trace-id".into(),
+                    value: Bytes::from_static(b"abc"),
+                },
+                Header {
+                    key: "empty".into(),
+                    value: Bytes::new(),
+                },
+                Header {
+                    key: "trace-id".into(),
+                    value: Bytes::from_static(b"dup"),
+                },
             ],
             timestamp_ms: None,
         },
@@ -188,13 +313,37 @@ pub async fn record_fields(log: &dyn EventLog, prefix: &str) -> CheckResult {
     let offs = call!("append", log.append(&t, 0, sent.clone()));
     let after = now_ms();
     let got = call!("read", log.read(&t, 0, offs[0], 10));
-    ensure!(got.len() == sent.len(), "read back {} records, sent {}", got.len(), sent.len());
+    ensure!(
+        got.len() == sent.len(),
+        "read back {} records, sent {}",
+        got.len(),
+        sent.len()
+    );
     for (i, (g, s)) in got.iter().zip(&sent).enumerate() {
-        ensure!(g.key == s.key, "record {i}: key {:?}, sent {:?}", g.key, s.key);
-        ensure!(g.value == s.value, "record {i}: value {:?}, sent {:?}", g.value, s.value);
-        ensure!(g.headers == s.headers, "record {i}: headers {:?}, sent {:?}", g.headers, s.headers);
+        ensure!(
+            g.key == s.key,
+            "record {i}: key {:?}, sent {:?}",
+            g.key,
+            s.key
+        );
+        ensure!(
+            g.value == s.value,
+            "record {i}: value {:?}, sent {:?}",
+            g.value,
+            s.value
+        );
+        ensure!(
+            g.headers == s.headers,
+            "record {i}: headers {:?}, sent {:?}",
+            g.headers,
+            s.headers
+        );
         match s.timestamp_ms {
-            Some(ts) => ensure!(g.timestamp_ms == ts, "record {i}: explicit timestamp {ts} came back as {}", g.timestamp_ms),
+            Some(ts) => ensure!(
+                g.timestamp_ms == ts,
+                "record {i}: explicit timestamp {ts} came back as {}",
+                g.timestamp_ms
+            ),
             // A second of slack for clock granularity and broker-side stamping.
             None => ensure!(
                 g.timestamp_ms >= before - 1000 && g.timestamp_ms <= after + 1000,
@@ -214,7 +363,10 @@ pub async fn empty_batch(log: &dyn EventLog, prefix: &str) -> CheckResult {
     let offs = call!("append of an empty batch", log.append(&t, 0, Vec::new()));
     ensure!(offs.is_empty(), "empty batch returned offsets {offs:?}");
     let after = call!("high_watermark", log.high_watermark(&t, 0));
-    ensure!(after == hwm, "empty batch moved the high watermark from {hwm} to {after}");
+    ensure!(
+        after == hwm,
+        "empty batch moved the high watermark from {hwm} to {after}"
+    );
     Ok(())
 }
 
@@ -224,15 +376,26 @@ pub async fn high_watermark(log: &dyn EventLog, prefix: &str) -> CheckResult {
     let t = topic(log, prefix, "high-watermark", 1).await?;
     let start = call!("log_start", log.log_start(&t, 0));
     let hwm = call!("high_watermark", log.high_watermark(&t, 0));
-    ensure!(hwm == start, "empty partition: high watermark {hwm}, log start {start}");
+    ensure!(
+        hwm == start,
+        "empty partition: high watermark {hwm}, log start {start}"
+    );
     let mut last = 0;
     for n in [1, 10, 100] {
-        last = *call!("append", log.append(&t, 0, records(0..n))).last().ok_or("append returned no offsets")?;
+        last = *call!("append", log.append(&t, 0, records(0..n)))
+            .last()
+            .ok_or("append returned no offsets")?;
         let hwm = call!("high_watermark", log.high_watermark(&t, 0));
-        ensure!(hwm == last + 1, "after appending up to offset {last} the high watermark is {hwm}");
+        ensure!(
+            hwm == last + 1,
+            "after appending up to offset {last} the high watermark is {hwm}"
+        );
     }
     let start_after = call!("log_start", log.log_start(&t, 0));
-    ensure!(start_after <= last, "log start {start_after} is past the last record {last}");
+    ensure!(
+        start_after <= last,
+        "log start {start_after} is past the last record {last}"
+    );
     Ok(())
 }
 
@@ -241,18 +404,32 @@ pub async fn partitions_independent(log: &dyn EventLog, prefix: &str) -> CheckRe
     let t = topic(log, prefix, "partitions", 3).await?;
     for p in 0..3u32 {
         let n = 2 + 3 * p as usize;
-        let recs: Vec<_> = (0..n).map(|i| ProducerRecord::new(None, Bytes::from(format!("p{p}-{i}")))).collect();
+        let recs: Vec<_> = (0..n)
+            .map(|i| ProducerRecord::new(None, Bytes::from(format!("p{p}-{i}"))))
+            .collect();
         call!("append", log.append(&t, p, recs));
     }
     for p in 0..3u32 {
         let start = call!("log_start", log.log_start(&t, p));
         let got = read_all(log, &t, p, start, 100).await?;
         let n = 2 + 3 * p as usize;
-        ensure!(got.len() == n, "partition {p}: {} records, appended {n}", got.len());
+        ensure!(
+            got.len() == n,
+            "partition {p}: {} records, appended {n}",
+            got.len()
+        );
         for (i, r) in got.iter().enumerate() {
             let want = format!("p{p}-{i}");
-            ensure!(r.partition == p, "partition {p} served a record of partition {}", r.partition);
-            ensure!(r.value == want.as_bytes(), "partition {p} record {i}: {:?}, expected {want}", r.value);
+            ensure!(
+                r.partition == p,
+                "partition {p} served a record of partition {}",
+                r.partition
+            );
+            ensure!(
+                r.value == want.as_bytes(),
+                "partition {p} record {i}: {:?}, expected {want}",
+                r.value
+            );
         }
     }
     Ok(())
@@ -264,11 +441,24 @@ pub async fn max_records(log: &dyn EventLog, prefix: &str) -> CheckResult {
     let offs = call!("append", log.append(&t, 0, records(0..20)));
     for max in [1usize, 5, 19] {
         let got = call!("read", log.read(&t, 0, offs[0], max));
-        ensure!(!got.is_empty() && got.len() <= max, "read with max_records {max} returned {} records", got.len());
-        ensure!(got[0].offset == offs[0], "read from {} started at {}", offs[0], got[0].offset);
+        ensure!(
+            !got.is_empty() && got.len() <= max,
+            "read with max_records {max} returned {} records",
+            got.len()
+        );
+        ensure!(
+            got[0].offset == offs[0],
+            "read from {} started at {}",
+            offs[0],
+            got[0].offset
+        );
     }
     let none = call!("read with max_records 0", log.read(&t, 0, offs[0], 0));
-    ensure!(none.is_empty(), "read with max_records 0 returned {} records", none.len());
+    ensure!(
+        none.is_empty(),
+        "read with max_records 0 returned {} records",
+        none.len()
+    );
     Ok(())
 }
 
@@ -285,13 +475,23 @@ pub async fn concurrent_appends(log: &dyn EventLog, prefix: &str) -> CheckResult
     let mut all = Vec::new();
     for r in [a, b, c, d] {
         let offs = r.map_err(|e| format!("concurrent append failed: {e}"))?;
-        ensure!(strictly_increasing(&offs), "one batch's offsets not increasing: {offs:?}");
+        ensure!(
+            strictly_increasing(&offs),
+            "one batch's offsets not increasing: {offs:?}"
+        );
         all.extend(offs);
     }
     all.sort_unstable();
-    ensure!(strictly_increasing(&all), "concurrent batches share offsets");
+    ensure!(
+        strictly_increasing(&all),
+        "concurrent batches share offsets"
+    );
     let got = read_all(log, &t, 0, start, 1000).await?;
-    ensure!(offsets_of(&got) == all, "read back offsets {:?}, appended {all:?}", offsets_of(&got));
+    ensure!(
+        offsets_of(&got) == all,
+        "read back offsets {:?}, appended {all:?}",
+        offsets_of(&got)
+    );
     Ok(())
 }
 
@@ -309,16 +509,37 @@ pub async fn group_commits(log: &dyn EventLog, prefix: &str) -> CheckResult {
     ensure!(got == Some(5), "committed after committing 5: {got:?}");
     call!("commit", log.commit(&g1, &[(tp0.clone(), 3)]));
     let got = call!("committed", log.committed(&g1, &tp0));
-    ensure!(got == Some(3), "latest commit (3, moving backwards) should win, got {got:?}");
+    ensure!(
+        got == Some(3),
+        "latest commit (3, moving backwards) should win, got {got:?}"
+    );
     let other_partition = call!("committed", log.committed(&g1, &tp1));
-    ensure!(other_partition.is_none(), "partition 1 was never committed but reads {other_partition:?}");
+    ensure!(
+        other_partition.is_none(),
+        "partition 1 was never committed but reads {other_partition:?}"
+    );
     let other_group = call!("committed", log.committed(&g2, &tp0));
-    ensure!(other_group.is_none(), "group {g2} was never committed but reads {other_group:?}");
-    call!("commit of two partitions", log.commit(&g2, &[(tp0.clone(), 7), (tp1.clone(), 2)]));
-    let both = (call!("committed", log.committed(&g2, &tp0)), call!("committed", log.committed(&g2, &tp1)));
-    ensure!(both == (Some(7), Some(2)), "two-partition commit read back as {both:?}");
+    ensure!(
+        other_group.is_none(),
+        "group {g2} was never committed but reads {other_group:?}"
+    );
+    call!(
+        "commit of two partitions",
+        log.commit(&g2, &[(tp0.clone(), 7), (tp1.clone(), 2)])
+    );
+    let both = (
+        call!("committed", log.committed(&g2, &tp0)),
+        call!("committed", log.committed(&g2, &tp1)),
+    );
+    ensure!(
+        both == (Some(7), Some(2)),
+        "two-partition commit read back as {both:?}"
+    );
     let still = call!("committed", log.committed(&g1, &tp0));
-    ensure!(still == Some(3), "another group's commit changed {g1} to {still:?}");
+    ensure!(
+        still == Some(3),
+        "another group's commit changed {g1} to {still:?}"
+    );
     Ok(())
 }
 
@@ -327,14 +548,26 @@ pub async fn unknown_topic_and_partition(log: &dyn EventLog, prefix: &str) -> Ch
     let missing = format!("{prefix}-does-not-exist");
     let is_unknown = |r: &Result<(), LogError>| matches!(r, Err(LogError::UnknownTopic(name)) if name == &missing);
     let results = [
-        ("partition_count", log.partition_count(&missing).await.map(drop)),
+        (
+            "partition_count",
+            log.partition_count(&missing).await.map(drop),
+        ),
         ("read", log.read(&missing, 0, 0, 1).await.map(drop)),
-        ("append", log.append(&missing, 0, records(0..1)).await.map(drop)),
-        ("high_watermark", log.high_watermark(&missing, 0).await.map(drop)),
+        (
+            "append",
+            log.append(&missing, 0, records(0..1)).await.map(drop),
+        ),
+        (
+            "high_watermark",
+            log.high_watermark(&missing, 0).await.map(drop),
+        ),
         ("log_start", log.log_start(&missing, 0).await.map(drop)),
     ];
     for (what, r) in &results {
-        ensure!(is_unknown(r), "{what} on a missing topic: expected UnknownTopic({missing}), got {r:?}");
+        ensure!(
+            is_unknown(r),
+            "{what} on a missing topic: expected UnknownTopic({missing}), got {r:?}"
+        );
     }
     let t = topic(log, prefix, "unknown-partition", 2).await?;
     let results = [
@@ -344,7 +577,14 @@ pub async fn unknown_topic_and_partition(log: &dyn EventLog, prefix: &str) -> Ch
     ];
     for (what, r) in &results {
         ensure!(
-            matches!(r, Err(LogError::UnknownPartition { partition: 2, partitions: 2, .. })),
+            matches!(
+                r,
+                Err(LogError::UnknownPartition {
+                    partition: 2,
+                    partitions: 2,
+                    ..
+                })
+            ),
             "{what} on partition 2 of a 2-partition topic: expected UnknownPartition, got {r:?}"
         );
     }
@@ -352,7 +592,9 @@ pub async fn unknown_topic_and_partition(log: &dyn EventLog, prefix: &str) -> Ch
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Runs every check (all of them, even after a failure) and returns the

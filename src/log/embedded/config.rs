@@ -136,9 +136,19 @@ mod tests {
 
     #[test]
     fn bad_policies_explain_themselves() {
-        for bad in ["", "sometimes", "interval", "interval:", "interval:x", "interval:0"] {
+        for bad in [
+            "",
+            "sometimes",
+            "interval",
+            "interval:",
+            "interval:x",
+            "interval:0",
+        ] {
             let e = bad.parse::<FsyncPolicy>().unwrap_err().to_string();
-            assert!(e.contains("expected `always` or `interval:<milliseconds>`"), "{e}");
+            assert!(
+                e.contains("expected `always` or `interval:<milliseconds>`"),
+                "{e}"
+            );
             assert!(e.contains(&format!("`{bad}`")), "{e}");
         }
     }

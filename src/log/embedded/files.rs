@@ -50,9 +50,8 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8], durable: bool) -> Result<()
         .and_then(|()| f.sync_data())
         .map_err(|e| LogError::io(ctx("write", &tmp), e))?;
     drop(f);
-    fs::rename(&tmp, path).map_err(|e| {
-        LogError::io(format!("rename {} to {}", tmp.display(), path.display()), e)
-    })?;
+    fs::rename(&tmp, path)
+        .map_err(|e| LogError::io(format!("rename {} to {}", tmp.display(), path.display()), e))?;
     if durable {
         if let Some(dir) = path.parent() {
             sync_dir(dir)?;
@@ -150,7 +149,10 @@ mod tests {
             assert!(validate_topic_name(ok).is_ok(), "{ok}");
         }
         for bad in ["", ".", "..", "a/b", "a b", "ü", &"x".repeat(250)] {
-            assert!(matches!(validate_topic_name(bad), Err(LogError::InvalidTopicName(_))), "{bad}");
+            assert!(
+                matches!(validate_topic_name(bad), Err(LogError::InvalidTopicName(_))),
+                "{bad}"
+            );
         }
     }
 

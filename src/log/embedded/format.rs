@@ -49,7 +49,10 @@ impl FrameHeader {
 /// Fails on a length that cannot belong to a valid frame.
 pub(crate) fn parse_header(buf: &[u8]) -> Result<FrameHeader, String> {
     if buf.len() < HEADER_LEN {
-        return Err(format!("frame header needs {HEADER_LEN} bytes, {} left", buf.len()));
+        return Err(format!(
+            "frame header needs {HEADER_LEN} bytes, {} left",
+            buf.len()
+        ));
     }
     let frame_len = u64::from(u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]));
     if !(MIN_FRAME_LEN..=MAX_FRAME_LEN).contains(&frame_len) {
@@ -124,8 +127,7 @@ pub(crate) fn encode_batch(
     max_batch_bytes: usize,
 ) -> Result<Vec<u8>, LogError> {
     let size = HEADER_LEN + records.iter().map(record_len).sum::<usize>();
-    if size > max_batch_bytes || size as u64 > MAX_FRAME_LEN || records.len() > u32::MAX as usize
-    {
+    if size > max_batch_bytes || size as u64 > MAX_FRAME_LEN || records.len() > u32::MAX as usize {
         return Err(LogError::BatchTooLarge {
             size,
             limit: max_batch_bytes,
@@ -191,7 +193,9 @@ impl Cursor<'_> {
     fn take(&mut self, len: u64) -> Result<std::ops::Range<usize>, String> {
         let left = (self.buf.len() - self.pos) as u64;
         if len > left {
-            return Err(format!("field of {len} bytes overruns the frame ({left} left)"));
+            return Err(format!(
+                "field of {len} bytes overruns the frame ({left} left)"
+            ));
         }
         let start = self.pos;
         self.pos += len as usize;
@@ -264,7 +268,10 @@ pub(crate) fn decode_frame(
         }
     }
     if cur.pos != end {
-        return Err(format!("{} stray bytes after the last record", end - cur.pos));
+        return Err(format!(
+            "{} stray bytes after the last record",
+            end - cur.pos
+        ));
     }
     Ok(())
 }
@@ -287,7 +294,13 @@ mod tests {
         (
             proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
             proptest::collection::vec(any::<u8>(), 0..300),
-            proptest::collection::vec(("[a-z-]{0,12}", proptest::collection::vec(any::<u8>(), 0..20)), 0..4),
+            proptest::collection::vec(
+                (
+                    "[a-z-]{0,12}",
+                    proptest::collection::vec(any::<u8>(), 0..20),
+                ),
+                0..4,
+            ),
             proptest::option::of(any::<i64>()),
         )
             .prop_map(|(key, value, headers, ts)| ProducerRecord {
@@ -295,7 +308,10 @@ mod tests {
                 value: Bytes::from(value),
                 headers: headers
                     .into_iter()
-                    .map(|(k, v)| Header { key: k, value: Bytes::from(v) })
+                    .map(|(k, v)| Header {
+                        key: k,
+                        value: Bytes::from(v),
+                    })
                     .collect(),
                 timestamp_ms: ts,
             })
@@ -338,7 +354,10 @@ mod tests {
         let mut frame = encode_batch(&records, 1, usize::MAX).unwrap();
         seal_frame(&mut frame, 10);
         let out = decode_all(frame.clone(), 13);
-        assert_eq!(out.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![13, 14]);
+        assert_eq!(
+            out.iter().map(|r| r.offset).collect::<Vec<_>>(),
+            vec![13, 14]
+        );
         assert_eq!(out[0].value.as_ref(), &[3, 3, 3]);
         let last = frame.len() - 1;
         frame[last] ^= 1;

@@ -28,15 +28,12 @@ impl Flusher {
         let (stop, wake) = mpsc::channel::<()>();
         let handle = std::thread::Builder::new()
             .name("baton-log-fsync".to_string())
-            .spawn(move || loop {
-                match wake.recv_timeout(interval) {
-                    Err(RecvTimeoutError::Timeout) => {
-                        if !tick() {
-                            break;
-                        }
+            .spawn(move || {
+                // A message or a hang-up both mean "stop".
+                while let Err(RecvTimeoutError::Timeout) = wake.recv_timeout(interval) {
+                    if !tick() {
+                        break;
                     }
-                    // A message or a hang-up both mean "stop".
-                    Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
                 }
             })
             .map_err(|e| LogError::io("start the log's fsync thread", e))?;

@@ -63,7 +63,11 @@ impl Groups {
         }
     }
 
-    pub fn commit(&self, group: &str, offsets: &[(TopicPartition, Offset)]) -> Result<(), LogError> {
+    pub fn commit(
+        &self,
+        group: &str,
+        offsets: &[(TopicPartition, Offset)],
+    ) -> Result<(), LogError> {
         if self.read_only {
             return Err(LogError::ReadOnly(self.dir.display().to_string()));
         }
@@ -79,9 +83,8 @@ impl Groups {
                 .or_default()
                 .insert(tp.partition, *offset);
         }
-        let json = serde_json::to_vec(&next).map_err(|e| {
-            LogError::io(format!("encode {}", path.display()), io::Error::other(e))
-        })?;
+        let json = serde_json::to_vec(&next)
+            .map_err(|e| LogError::io(format!("encode {}", path.display()), io::Error::other(e)))?;
         write_atomic(&path, &json, self.durable)?;
         if !self.durable {
             self.dirty.store(true, Ordering::Release);
@@ -91,7 +94,12 @@ impl Groups {
     }
 
     pub fn committed(&self, group: &str, tp: &TopicPartition) -> Result<Option<Offset>, LogError> {
-        let lookup = |g: &GroupFile| g.offsets.get(&tp.topic).and_then(|p| p.get(&tp.partition)).copied();
+        let lookup = |g: &GroupFile| {
+            g.offsets
+                .get(&tp.topic)
+                .and_then(|p| p.get(&tp.partition))
+                .copied()
+        };
         if self.read_only {
             return Ok(lookup(&Self::load(&self.path(group))?));
         }

@@ -72,8 +72,8 @@ impl Partition {
             let file = open_segment(&last.path, !read_only, false)?;
             let file_len = last.len;
             let mut index = SparseIndex::default();
-            let outcome =
-                scan(&file, 0, file_len, last.base, &mut index).map_err(io_err("read", &last.path))?;
+            let outcome = scan(&file, 0, file_len, last.base, &mut index)
+                .map_err(io_err("read", &last.path))?;
             if let (Some(reason), false) = (&outcome.stop, read_only) {
                 tracing::warn!(
                     topic = %tp.topic,
@@ -134,14 +134,22 @@ impl Partition {
         let Some(file) = active.file.clone() else {
             return Err(LogError::ReadOnly(self.dir.display().to_string()));
         };
-        let written = std::io::Write::write_all(&mut &*file, &frame)
-            .and_then(|()| if fsync_now { file.sync_data() } else { Ok(()) });
+        let written = std::io::Write::write_all(&mut &*file, &frame).and_then(|()| {
+            if fsync_now {
+                file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
         if let Err(e) = written {
             // Cut off whatever part of the frame made it, so the file stays a
             // sequence of valid frames; if even that fails, the next open's
             // recovery will.
             let _ = file.set_len(active.len);
-            return Err(LogError::io(format!("append to {}", active.path.display()), e));
+            return Err(LogError::io(
+                format!("append to {}", active.path.display()),
+                e,
+            ));
         }
         if let Some(index) = active.index.as_mut() {
             index.note(base, active.len);
@@ -247,15 +255,15 @@ impl Partition {
     /// Locates `offset` (below the high watermark), indexing its segment
     /// first if this is the first read of a sealed segment.
     fn plan(&self, st: &mut State, offset: Offset) -> Result<ReadPlan, LogError> {
-        let i = st.segments.partition_point(|s| s.base <= offset).saturating_sub(1);
-        let seg = st
+        let i = st
             .segments
-            .get_mut(i)
-            .ok_or_else(|| LogError::Corrupt {
-                path: self.dir.display().to_string(),
-                position: 0,
-                reason: format!("no segment holds offset {offset}"),
-            })?;
+            .partition_point(|s| s.base <= offset)
+            .saturating_sub(1);
+        let seg = st.segments.get_mut(i).ok_or_else(|| LogError::Corrupt {
+            path: self.dir.display().to_string(),
+            position: 0,
+            reason: format!("no segment holds offset {offset}"),
+        })?;
         let file = match &seg.file {
             Some(f) => f.clone(),
             None => {
@@ -266,8 +274,8 @@ impl Partition {
         };
         if seg.index.is_none() {
             let mut index = SparseIndex::default();
-            let outcome = scan(&file, 0, seg.len, seg.base, &mut index)
-                .map_err(io_err("read", &seg.path))?;
+            let outcome =
+                scan(&file, 0, seg.len, seg.base, &mut index).map_err(io_err("read", &seg.path))?;
             let reason = match outcome.stop {
                 Some(r) => Some(r),
                 None if outcome.next_offset != seg.next_offset => Some(format!(
@@ -355,8 +363,8 @@ fn extend(seg: &mut Segment) -> Result<(), LogError> {
     let Some(index) = seg.index.as_mut() else {
         return Ok(());
     };
-    let outcome =
-        scan(&file, seg.len, file_len, seg.next_offset, index).map_err(io_err("read", &seg.path))?;
+    let outcome = scan(&file, seg.len, file_len, seg.next_offset, index)
+        .map_err(io_err("read", &seg.path))?;
     seg.len = outcome.valid_len;
     seg.next_offset = outcome.next_offset;
     Ok(())

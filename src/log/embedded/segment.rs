@@ -102,7 +102,9 @@ pub(crate) fn scan(
         }
         let remaining = limit - pos;
         if remaining < HEADER_LEN as u64 {
-            break Some(format!("{remaining} trailing bytes, too few for a frame header"));
+            break Some(format!(
+                "{remaining} trailing bytes, too few for a frame header"
+            ));
         }
         if !ensure(file, &mut buf, &mut buf_pos, pos, HEADER_LEN as u64, limit)? {
             break Some("file shrank while scanning".to_string());
@@ -119,7 +121,10 @@ pub(crate) fn scan(
             ));
         }
         if header.base != next {
-            break Some(format!("frame starts at offset {}, expected {next}", header.base));
+            break Some(format!(
+                "frame starts at offset {}, expected {next}",
+                header.base
+            ));
         }
         if !ensure(file, &mut buf, &mut buf_pos, pos, header.total_len, limit)? {
             break Some("file shrank while scanning".to_string());
@@ -208,8 +213,8 @@ pub(crate) fn read_records(
             if out.len() >= max || chunk.len() - at < HEADER_LEN {
                 break;
             }
-            let header: FrameHeader = parse_header(&chunk[at..])
-                .map_err(|r| corrupt(&plan.path, pos + at as u64, r))?;
+            let header: FrameHeader =
+                parse_header(&chunk[at..]).map_err(|r| corrupt(&plan.path, pos + at as u64, r))?;
             let total = header.total_len as usize;
             if total > chunk.len() - at {
                 if at > 0 {
@@ -217,7 +222,11 @@ pub(crate) fn read_records(
                 }
                 // A frame bigger than the chunk: read exactly that frame.
                 if pos + header.total_len > plan.end {
-                    return Err(corrupt(&plan.path, pos, "frame runs past the valid end".into()));
+                    return Err(corrupt(
+                        &plan.path,
+                        pos,
+                        "frame runs past the valid end".into(),
+                    ));
                 }
                 chunk = read_chunk(plan, pos, header.total_len)?;
             }
@@ -232,7 +241,11 @@ pub(crate) fn read_records(
         }
         if at == 0 {
             // Fewer than a header's bytes before `end`: the plan is wrong.
-            return Err(corrupt(&plan.path, pos, "truncated frame before the valid end".into()));
+            return Err(corrupt(
+                &plan.path,
+                pos,
+                "truncated frame before the valid end".into(),
+            ));
         }
         pos += at as u64;
     }
@@ -244,7 +257,11 @@ fn read_chunk(plan: &ReadPlan, pos: u64, size: u64) -> Result<Bytes, LogError> {
     let got = read_at_most(&plan.file, pos, &mut buf)
         .map_err(|e| LogError::io(format!("read {} at byte {pos}", plan.path.display()), e))?;
     if (got as u64) < size {
-        return Err(corrupt(&plan.path, pos + got as u64, "file is shorter than its valid length".into()));
+        return Err(corrupt(
+            &plan.path,
+            pos + got as u64,
+            "file is shorter than its valid length".into(),
+        ));
     }
     Ok(Bytes::from(buf))
 }

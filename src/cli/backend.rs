@@ -1,0 +1,61 @@
+//! Opens the log the global options select. Today that is the embedded log
+//! under `<data-dir>/log`; `--brokers` is reserved for the Kafka backend.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use super::{GlobalArgs, UsageError};
+use crate::log::embedded::{EmbeddedConfig, EmbeddedLog};
+use crate::log::{EventLog, LogError, TopicSpec};
+
+/// How the command will use the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Appends and commits; takes the data directory's writer lock.
+    Write,
+    /// Reads only; can run beside a writer (e.g. `tail --follow`).
+    Read,
+}
+
+/// Opens the selected backend.
+pub fn open(global: &GlobalArgs, access: Access) -> anyhow::Result<Arc<dyn EventLog>> {
+    if let Some(brokers) = &global.brokers {
+        return Err(UsageError(format!(
+            "--brokers {brokers}: the Kafka backend is not available in this build yet; \
+             omit --brokers (and unset BATON_BROKERS) to use the embedded log in --data-dir"
+        ))
+        .into());
+    }
+    let root = global.data_dir.join("log");
+    let config = match access {
+        Access::Write => EmbeddedConfig {
+            fsync: global.fsync,
+            ..EmbeddedConfig::new(&root)
+        },
+        Access::Read => EmbeddedConfig::read_only(&root),
+    };
+    let log = EmbeddedLog::open(config).with_context(|| format!("opening the embedded log in {}", root.display()))?;
+    Ok(Arc::new(log))
+}
+
+/// Creates the standard topics (and `extra`, if not standard) when missing.
+pub async fn ensure_topics(log: &dyn EventLog, global: &GlobalArgs, extra: Option<&str>) -> anyhow::Result<()> {
+    let mut specs = global.topics().specs(global.partitions);
+    if let Some(t) = extra {
+        if !specs.iter().any(|s| s.name == t) {
+            specs.push(TopicSpec::new(t, global.partitions));
+        }
+    }
+    let existing = log.list_topics().await?;
+    for spec in specs {
+        if existing.iter().any(|t| t.name == spec.name) {
+            continue;
+        }
+        match log.create_topic(&spec).await {
+            Ok(()) | Err(LogError::PartitionMismatch { .. }) => {}
+            Err(e) => return Err(e).with_context(|| format!("creating topic {}", spec.name)),
+        }
+    }
+    Ok(())
+}

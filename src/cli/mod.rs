@@ -1,0 +1,117 @@
+//! The `baton` command line (clap). Each subcommand lives in its own file;
+//! this module holds the global options, opens the log backend, and maps
+//! errors to exit codes: 0 ok, 1 runtime error, 2 usage error.
+//!
+//! `anyhow` is used here and nowhere below: library modules return typed
+//! errors, the CLI turns them into messages a person can act on.
+
+mod backend;
+mod demo;
+mod produce;
+mod schemas;
+mod tail;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::log::embedded::FsyncPolicy;
+use crate::topics::{Topics, DEFAULT_PREFIX};
+
+/// Baton: an event-sourced orchestrator for fleets of AI agents.
+#[derive(Debug, Parser)]
+#[command(name = "baton", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand understands.
+#[derive(Debug, Args, Clone)]
+pub struct GlobalArgs {
+    /// Directory of the embedded log and projections.
+    #[arg(long, global = true, env = "BATON_DATA_DIR", default_value = "./baton-data")]
+    pub data_dir: PathBuf,
+    /// Kafka bootstrap servers (HOST:PORT,...). When set, Kafka is the log
+    /// instead of the embedded one. [The Kafka backend is not built yet.]
+    #[arg(long, global = true, env = "BATON_BROKERS")]
+    pub brokers: Option<String>,
+    /// Embedded log durability: `always` (fsync before acknowledging) or
+    /// `interval:<ms>` (background fsync).
+    #[arg(long, global = true, env = "BATON_FSYNC", default_value = "interval:100")]
+    pub fsync: FsyncPolicy,
+    /// Prefix of every Baton topic.
+    #[arg(long, global = true, env = "BATON_TOPIC_PREFIX", default_value = DEFAULT_PREFIX)]
+    pub topic_prefix: String,
+    /// Partition count used when Baton creates its topics.
+    #[arg(long, global = true, env = "BATON_PARTITIONS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub partitions: u32,
+    /// Log filter (error, warn, info, debug, trace, or a tracing directive).
+    #[arg(long, global = true, env = "BATON_LOG", default_value = "warn")]
+    pub log: String,
+}
+
+impl GlobalArgs {
+    pub fn topics(&self) -> Topics {
+        Topics::new(self.topic_prefix.clone())
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read JSON events (one per line), validate, encode as Avro and append.
+    Produce(produce::ProduceArgs),
+    /// Print a topic's records as JSON lines (envelope + payload + offsets).
+    Tail(tail::TailArgs),
+    /// List the event schemas and their fingerprints.
+    Schemas(schemas::SchemasArgs),
+    /// Run the main job on the embedded log (today: a produce → read-back
+    /// round trip of every ingress event type plus a throughput run).
+    Demo(demo::DemoArgs),
+}
+
+/// A mistake in how the command was called (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Parses arguments, runs the command, and maps the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.global.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            if e.downcast_ref::<UsageError>().is_some() {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Produce(args) => produce::run(&cli.global, args).await,
+        Command::Tail(args) => tail::run(&cli.global, args).await,
+        Command::Schemas(args) => schemas::run(args),
+        Command::Demo(args) => demo::run(&cli.global, args).await,
+    }
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}

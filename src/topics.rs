@@ -1,0 +1,64 @@
+//! Baton's topic names (DESIGN §1): every topic shares a configurable prefix
+//! (default `baton.`) and the same partition count.
+
+use crate::log::TopicSpec;
+
+/// Default prefix of every Baton topic.
+pub const DEFAULT_PREFIX: &str = "baton.";
+
+/// The standard topics under one prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Topics {
+    prefix: String,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Topics::new(DEFAULT_PREFIX)
+    }
+}
+
+impl Topics {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Topics { prefix: prefix.into() }
+    }
+
+    fn name(&self, suffix: &str) -> String {
+        format!("{}{}", self.prefix, suffix)
+    }
+
+    /// Requests and reports from users and agents.
+    pub fn ingress(&self) -> String {
+        self.name("ingress")
+    }
+    /// Every accepted fact; the source of truth.
+    pub fn journal(&self) -> String {
+        self.name("journal")
+    }
+    /// StepAssigned / StepCancelled for agents, keyed by agent id.
+    pub fn assignments(&self) -> String {
+        self.name("assignments")
+    }
+    /// Workflow status changes, keyed by workflow id (compacted).
+    pub fn status(&self) -> String {
+        self.name("status")
+    }
+    /// Bottleneck findings, keyed by finding key.
+    pub fn alerts(&self) -> String {
+        self.name("alerts")
+    }
+    /// Rejected input with its reason.
+    pub fn dlq(&self) -> String {
+        self.name("dlq")
+    }
+
+    /// All standard topics with `partitions` partitions each.
+    pub fn specs(&self, partitions: u32) -> Vec<TopicSpec> {
+        let mut specs: Vec<TopicSpec> = [self.ingress(), self.journal(), self.assignments(), self.status(), self.alerts(), self.dlq()]
+            .into_iter()
+            .map(|n| TopicSpec::new(n, partitions))
+            .collect();
+        specs[3].compacted = true;
+        specs
+    }
+}

@@ -1,0 +1,178 @@
+//! The `baton` binary as a user runs it: produce → tail round trips, bad
+//! input rejected with a one-line reason and nothing written, exit codes
+//! (0 ok, 1 runtime error, 2 usage), the examples, and the generated
+//! catalog staying in sync.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn baton(dir: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("BATON_BROKERS")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn baton");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn tail_all(dir: &Path) -> Vec<Value> {
+    let o = baton(dir, &["tail", "--from-beginning"], "");
+    assert!(o.status.success(), "tail: {}", stderr(&o));
+    String::from_utf8(o.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+const SUBMIT: &str = include_str!("../examples/submit_workflow.jsonl");
+
+#[test]
+fn produce_then_tail_shows_the_same_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = baton(dir.path(), &["produce", "--topic", "baton.ingress"], SUBMIT);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let records = tail_all(dir.path());
+    assert_eq!(records.len(), 1);
+    let r = &records[0];
+    let sent: Value = serde_json::from_str(SUBMIT).unwrap();
+    assert_eq!(r["event"]["event_id"], sent["event_id"]);
+    assert_eq!(r["event"]["producer"], "user:alice");
+    assert_eq!(r["event"]["correlation_id"], "wf-demo-1");
+    assert_eq!(r["key"], "wf-demo-1");
+    assert_eq!(r["offset"], 0);
+    let got = &r["event"]["payload"]["SubmitWorkflow"];
+    let want = &sent["payload"]["SubmitWorkflow"];
+    assert_eq!(got["workflow_id"], want["workflow_id"]);
+    assert_eq!(got["definition"]["input"], want["definition"]["input"]);
+    assert_eq!(got["definition"]["steps"][1]["retry"], want["definition"]["steps"][1]["retry"]);
+    assert_eq!(got["definition"]["steps"][3]["when"], want["definition"]["steps"][3]["when"]);
+    // Partitioned by key like Kafka's default partitioner.
+    let p = baton::log::partition_for_key(b"wf-demo-1", 4);
+    assert_eq!(r["partition"], p);
+}
+
+#[test]
+fn bad_lines_are_reported_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(baton(dir.path(), &["produce"], SUBMIT).status.success());
+    let oversize = format!(
+        r#"{{"payload":{{"StepSucceeded":{{"workflow_id":"w","step_id":"s","attempt":1,"agent_id":"a","output":"{}"}}}}}}"#,
+        "x".repeat(1_100_000)
+    );
+    let cases = [
+        ("{not json", "line 1: invalid event JSON"),
+        (r#"{"payload":{"LaunchRocket":{}}}"#, "unknown variant `LaunchRocket`"),
+        (r#"{"payload":{"StepStarted":{"workflow_id":"w","attempt":1,"agent_id":"a"}}}"#, "missing field `step_id`"),
+        (oversize.as_str(), "over the limit of 1048576 bytes"),
+    ];
+    for (line, reason) in cases {
+        let o = baton(dir.path(), &["produce"], line);
+        assert_eq!(o.status.code(), Some(1), "{reason}");
+        let err = stderr(&o);
+        let first = err.lines().next().unwrap_or_default();
+        assert!(first.starts_with("line 1: ") && first.contains(reason), "{reason}: {err}");
+        assert!(err.contains("nothing was written"), "{err}");
+    }
+    assert_eq!(tail_all(dir.path()).len(), 1, "only the first valid event is in the log");
+}
+
+#[test]
+fn all_or_nothing_unless_skip_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = r#"{"payload":{"CancelWorkflow":{"workflow_id":"wf-1"}}}"#;
+    let input = format!("{ok}\n\n{{\"payload\":{{}}}}\n{ok}\n");
+    let o = baton(dir.path(), &["produce"], &input);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("line 3: "), "{}", stderr(&o));
+    let o = baton(dir.path(), &["tail", "--from-beginning"], "");
+    assert!(!o.status.success(), "no topic yet: nothing was written at all");
+    assert!(stderr(&o).contains("no log has been written"), "{}", stderr(&o));
+
+    let o = baton(dir.path(), &["produce", "--skip-invalid"], &input);
+    assert_eq!(o.status.code(), Some(1), "a skipped line still fails the run");
+    assert_eq!(tail_all(dir.path()).len(), 2);
+}
+
+#[test]
+fn every_example_file_produces() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut n = 0;
+    for entry in std::fs::read_dir("examples").unwrap() {
+        let path = entry.unwrap().path();
+        let o = baton(dir.path(), &["produce", "--file", path.to_str().unwrap()], "");
+        assert!(o.status.success(), "{}: {}", path.display(), stderr(&o));
+        n += 1;
+    }
+    assert!(n >= 9, "one example per ingress type");
+    let records = tail_all(dir.path());
+    assert_eq!(records.len(), n);
+    assert!(records.iter().all(|r| r.get("error").is_none()));
+}
+
+#[test]
+fn exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(baton(dir.path(), &["produce", "--no-such-flag"], "").status.code(), Some(2));
+    assert_eq!(baton(dir.path(), &["--fsync", "sometimes", "produce"], "").status.code(), Some(2));
+    let o = baton(dir.path(), &["--brokers", "127.0.0.1:9092", "tail"], "");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("Kafka backend"), "{}", stderr(&o));
+    assert!(baton(dir.path(), &["produce"], SUBMIT).status.success());
+    let o = baton(dir.path(), &["tail", "--partition", "99"], "");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = baton(dir.path(), &["produce", "--file", "/nonexistent/x.jsonl"], "");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("/nonexistent/x.jsonl"), "{}", stderr(&o));
+}
+
+#[test]
+fn undecodable_records_are_shown_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(baton(dir.path(), &["produce"], SUBMIT).status.success());
+    // Write raw garbage through the library, as a foreign producer might.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use baton::log::{embedded::*, EventLog, ProducerRecord};
+        let log = EmbeddedLog::open(EmbeddedConfig::new(dir.path().join("log"))).unwrap();
+        log.append("baton.ingress", 0, vec![ProducerRecord::new(None, bytes::Bytes::from_static(b"\x00\x01garbage"))])
+            .await
+            .unwrap();
+    });
+    let records = tail_all(dir.path());
+    assert_eq!(records.len(), 2);
+    let bad = records.iter().find(|r| r.get("error").is_some()).unwrap();
+    assert_eq!(bad["error"]["code"], "wrong_magic");
+    assert!(bad["value_base64"].is_string());
+}
+
+#[test]
+fn demo_runs_and_reports_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = baton(dir.path(), &["demo", "--events", "2000", "--json"], "");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["examples"], 9);
+    assert_eq!(v["throughput"]["events"], 2000);
+    assert!(v["throughput"]["scan_events_per_s"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn schema_catalog_page_is_in_sync() {
+    let o = Command::new(env!("CARGO_BIN_EXE_baton")).args(["schemas", "--markdown"]).output().unwrap();
+    assert!(o.status.success());
+    let committed = std::fs::read_to_string("schemas/README.md").unwrap_or_default();
+    assert!(
+        committed == String::from_utf8(o.stdout).unwrap(),
+        "schemas/README.md is stale: run `cargo run -- schemas --markdown > schemas/README.md`"
+    );
+}
