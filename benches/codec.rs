@@ -5,12 +5,14 @@
 
 use std::hint::black_box;
 
-use baton::codec::{samples, Codec, HEADER_LEN};
+use baton::codec::{samples, Codec};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 fn codec_benches(c: &mut Criterion) {
     let codec = Codec::builtin().expect("schemas");
-    let schema = codec.registry().current().schema.clone();
+    let generic =
+        apache_avro::GenericSingleObjectReader::new(codec.registry().current().schema.clone())
+            .expect("schema");
     for (name, event) in [
         ("step_succeeded", samples::step_succeeded()),
         ("submit_workflow_10", samples::submit_workflow(10)),
@@ -22,15 +24,20 @@ fn codec_benches(c: &mut Criterion) {
         group.bench_function("encode", |b| {
             b.iter(|| {
                 buf.clear();
-                codec.encode_into(black_box(&event), &mut buf).expect("encode");
+                codec
+                    .encode_into(black_box(&event), &mut buf)
+                    .expect("encode");
                 black_box(buf.len())
             })
         });
-        group.bench_function("decode", |b| b.iter(|| codec.decode(black_box(&bytes)).expect("decode")));
+        group.bench_function("decode", |b| {
+            b.iter(|| codec.decode(black_box(&bytes)).expect("decode"))
+        });
         group.bench_function("decode_apache_avro_value", |b| {
             b.iter(|| {
-                let mut datum = &bytes[HEADER_LEN..];
-                apache_avro::from_avro_datum(&schema, black_box(&mut datum), None).expect("decode")
+                generic
+                    .read_value(&mut black_box(&bytes[..]))
+                    .expect("decode")
             })
         });
         group.finish();

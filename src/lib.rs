@@ -6,8 +6,8 @@
 //! - [`topics`]: topic naming.
 //! - [`cli`]: the `baton` command line.
 
-pub mod domain;
-pub mod codec;
 pub mod cli;
+pub mod codec;
+pub mod domain;
 pub mod log;
 pub mod topics;

@@ -20,7 +20,9 @@ impl Default for Topics {
 
 impl Topics {
     pub fn new(prefix: impl Into<String>) -> Self {
-        Topics { prefix: prefix.into() }
+        Topics {
+            prefix: prefix.into(),
+        }
     }
 
     fn name(&self, suffix: &str) -> String {
@@ -54,10 +56,17 @@ impl Topics {
 
     /// All standard topics with `partitions` partitions each.
     pub fn specs(&self, partitions: u32) -> Vec<TopicSpec> {
-        let mut specs: Vec<TopicSpec> = [self.ingress(), self.journal(), self.assignments(), self.status(), self.alerts(), self.dlq()]
-            .into_iter()
-            .map(|n| TopicSpec::new(n, partitions))
-            .collect();
+        let mut specs: Vec<TopicSpec> = [
+            self.ingress(),
+            self.journal(),
+            self.assignments(),
+            self.status(),
+            self.alerts(),
+            self.dlq(),
+        ]
+        .into_iter()
+        .map(|n| TopicSpec::new(n, partitions))
+        .collect();
         specs[3].compacted = true;
         specs
     }

@@ -20,7 +20,12 @@ fn baton(dir: &Path, args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn baton");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -31,7 +36,11 @@ fn stderr(o: &Output) -> String {
 fn tail_all(dir: &Path) -> Vec<Value> {
     let o = baton(dir, &["tail", "--from-beginning"], "");
     assert!(o.status.success(), "tail: {}", stderr(&o));
-    String::from_utf8(o.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 const SUBMIT: &str = include_str!("../examples/submit_workflow.jsonl");
@@ -54,8 +63,14 @@ fn produce_then_tail_shows_the_same_event() {
     let want = &sent["payload"]["SubmitWorkflow"];
     assert_eq!(got["workflow_id"], want["workflow_id"]);
     assert_eq!(got["definition"]["input"], want["definition"]["input"]);
-    assert_eq!(got["definition"]["steps"][1]["retry"], want["definition"]["steps"][1]["retry"]);
-    assert_eq!(got["definition"]["steps"][3]["when"], want["definition"]["steps"][3]["when"]);
+    assert_eq!(
+        got["definition"]["steps"][1]["retry"],
+        want["definition"]["steps"][1]["retry"]
+    );
+    assert_eq!(
+        got["definition"]["steps"][3]["when"],
+        want["definition"]["steps"][3]["when"]
+    );
     // Partitioned by key like Kafka's default partitioner.
     let p = baton::log::partition_for_key(b"wf-demo-1", 4);
     assert_eq!(r["partition"], p);
@@ -71,8 +86,14 @@ fn bad_lines_are_reported_and_nothing_is_written() {
     );
     let cases = [
         ("{not json", "line 1: invalid event JSON"),
-        (r#"{"payload":{"LaunchRocket":{}}}"#, "unknown variant `LaunchRocket`"),
-        (r#"{"payload":{"StepStarted":{"workflow_id":"w","attempt":1,"agent_id":"a"}}}"#, "missing field `step_id`"),
+        (
+            r#"{"payload":{"LaunchRocket":{}}}"#,
+            "unknown variant `LaunchRocket`",
+        ),
+        (
+            r#"{"payload":{"StepStarted":{"workflow_id":"w","attempt":1,"agent_id":"a"}}}"#,
+            "missing field `step_id`",
+        ),
         (oversize.as_str(), "over the limit of 1048576 bytes"),
     ];
     for (line, reason) in cases {
@@ -80,10 +101,17 @@ fn bad_lines_are_reported_and_nothing_is_written() {
         assert_eq!(o.status.code(), Some(1), "{reason}");
         let err = stderr(&o);
         let first = err.lines().next().unwrap_or_default();
-        assert!(first.starts_with("line 1: ") && first.contains(reason), "{reason}: {err}");
+        assert!(
+            first.starts_with("line 1: ") && first.contains(reason),
+            "{reason}: {err}"
+        );
         assert!(err.contains("nothing was written"), "{err}");
     }
-    assert_eq!(tail_all(dir.path()).len(), 1, "only the first valid event is in the log");
+    assert_eq!(
+        tail_all(dir.path()).len(),
+        1,
+        "only the first valid event is in the log"
+    );
 }
 
 #[test]
@@ -95,11 +123,22 @@ fn all_or_nothing_unless_skip_invalid() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("line 3: "), "{}", stderr(&o));
     let o = baton(dir.path(), &["tail", "--from-beginning"], "");
-    assert!(!o.status.success(), "no topic yet: nothing was written at all");
-    assert!(stderr(&o).contains("no log has been written"), "{}", stderr(&o));
+    assert!(
+        !o.status.success(),
+        "no topic yet: nothing was written at all"
+    );
+    assert!(
+        stderr(&o).contains("no log has been written"),
+        "{}",
+        stderr(&o)
+    );
 
     let o = baton(dir.path(), &["produce", "--skip-invalid"], &input);
-    assert_eq!(o.status.code(), Some(1), "a skipped line still fails the run");
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a skipped line still fails the run"
+    );
     assert_eq!(tail_all(dir.path()).len(), 2);
 }
 
@@ -109,7 +148,11 @@ fn every_example_file_produces() {
     let mut n = 0;
     for entry in std::fs::read_dir("examples").unwrap() {
         let path = entry.unwrap().path();
-        let o = baton(dir.path(), &["produce", "--file", path.to_str().unwrap()], "");
+        let o = baton(
+            dir.path(),
+            &["produce", "--file", path.to_str().unwrap()],
+            "",
+        );
         assert!(o.status.success(), "{}: {}", path.display(), stderr(&o));
         n += 1;
     }
@@ -122,17 +165,35 @@ fn every_example_file_produces() {
 #[test]
 fn exit_codes() {
     let dir = tempfile::tempdir().unwrap();
-    assert_eq!(baton(dir.path(), &["produce", "--no-such-flag"], "").status.code(), Some(2));
-    assert_eq!(baton(dir.path(), &["--fsync", "sometimes", "produce"], "").status.code(), Some(2));
+    assert_eq!(
+        baton(dir.path(), &["produce", "--no-such-flag"], "")
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        baton(dir.path(), &["--fsync", "sometimes", "produce"], "")
+            .status
+            .code(),
+        Some(2)
+    );
     let o = baton(dir.path(), &["--brokers", "127.0.0.1:9092", "tail"], "");
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("Kafka backend"), "{}", stderr(&o));
     assert!(baton(dir.path(), &["produce"], SUBMIT).status.success());
     let o = baton(dir.path(), &["tail", "--partition", "99"], "");
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    let o = baton(dir.path(), &["produce", "--file", "/nonexistent/x.jsonl"], "");
+    let o = baton(
+        dir.path(),
+        &["produce", "--file", "/nonexistent/x.jsonl"],
+        "",
+    );
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("/nonexistent/x.jsonl"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("/nonexistent/x.jsonl"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -144,9 +205,16 @@ fn undecodable_records_are_shown_not_fatal() {
     rt.block_on(async {
         use baton::log::{embedded::*, EventLog, ProducerRecord};
         let log = EmbeddedLog::open(EmbeddedConfig::new(dir.path().join("log"))).unwrap();
-        log.append("baton.ingress", 0, vec![ProducerRecord::new(None, bytes::Bytes::from_static(b"\x00\x01garbage"))])
-            .await
-            .unwrap();
+        log.append(
+            "baton.ingress",
+            0,
+            vec![ProducerRecord::new(
+                None,
+                bytes::Bytes::from_static(b"\x00\x01garbage"),
+            )],
+        )
+        .await
+        .unwrap();
     });
     let records = tail_all(dir.path());
     assert_eq!(records.len(), 2);
@@ -168,7 +236,10 @@ fn demo_runs_and_reports_json() {
 
 #[test]
 fn schema_catalog_page_is_in_sync() {
-    let o = Command::new(env!("CARGO_BIN_EXE_baton")).args(["schemas", "--markdown"]).output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(["schemas", "--markdown"])
+        .output()
+        .unwrap();
     assert!(o.status.success());
     let committed = std::fs::read_to_string("schemas/README.md").unwrap_or_default();
     assert!(

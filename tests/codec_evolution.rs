@@ -10,21 +10,27 @@
 
 use std::path::Path;
 
-use apache_avro::Schema;
 use apache_avro::types::Value;
+use apache_avro::Schema;
 use baton::codec::{resolve, samples, Codec, DecodeError, HEADER_LEN, MAGIC};
 use baton::domain::events::{Envelope, Payload};
 
 const DIR: &str = "tests/fixtures/envelope-v1";
 
 fn v1_schema() -> Schema {
-    Schema::parse_str(&std::fs::read_to_string("schemas/history/envelope.v1.avsc").unwrap()).unwrap()
+    Schema::parse_str(&std::fs::read_to_string("schemas/history/envelope.v1.avsc").unwrap())
+        .unwrap()
 }
 
 /// The fixture name and sample for each v1 file.
 fn cases() -> Vec<(&'static str, Envelope)> {
     let all = samples::all();
-    let pick = |name: &str| all.iter().find(|e| e.payload.type_name() == name).unwrap().clone();
+    let pick = |name: &str| {
+        all.iter()
+            .find(|e| e.payload.type_name() == name)
+            .unwrap()
+            .clone()
+    };
     vec![
         ("submit_workflow", samples::submit_workflow(3)),
         ("step_succeeded", samples::step_succeeded()),
@@ -38,14 +44,25 @@ fn regenerate(codec: &Codec) {
     let fp = baton::codec::rabin::fingerprint(v1.canonical_form().as_bytes());
     for (name, event) in cases() {
         let bytes = codec.encode(&event).unwrap();
-        let (old, _) = resolve::transcode(&codec.registry().current().schema, &v1, &bytes[HEADER_LEN..]).unwrap();
+        let (old, _) = resolve::transcode(
+            &codec.registry().current().schema,
+            &v1,
+            &bytes[HEADER_LEN..],
+        )
+        .unwrap();
         let mut out = MAGIC.to_vec();
         out.extend_from_slice(&fp.to_le_bytes());
         out.extend_from_slice(&old);
         std::fs::write(Path::new(DIR).join(format!("{name}.avro")), out).unwrap();
-        let decoded = codec.decode(&std::fs::read(Path::new(DIR).join(format!("{name}.avro"))).unwrap()).unwrap();
+        let decoded = codec
+            .decode(&std::fs::read(Path::new(DIR).join(format!("{name}.avro"))).unwrap())
+            .unwrap();
         let json = serde_json::to_string_pretty(&decoded).unwrap();
-        std::fs::write(Path::new(DIR).join(format!("{name}.expected.json")), json + "\n").unwrap();
+        std::fs::write(
+            Path::new(DIR).join(format!("{name}.expected.json")),
+            json + "\n",
+        )
+        .unwrap();
     }
 }
 
@@ -56,17 +73,32 @@ fn v1_bytes_decode_with_todays_reader() {
         regenerate(&codec);
     }
     let v1_fp = baton::codec::rabin::fingerprint(v1_schema().canonical_form().as_bytes());
-    assert_ne!(v1_fp, codec.fingerprint(), "v1 is an older version, not the current one");
+    assert_ne!(
+        v1_fp,
+        codec.fingerprint(),
+        "v1 is an older version, not the current one"
+    );
     for (name, _) in cases() {
         let bytes = std::fs::read(Path::new(DIR).join(format!("{name}.avro"))).unwrap();
-        assert_eq!(&bytes[2..10], &v1_fp.to_le_bytes(), "{name} was written with v1");
+        assert_eq!(
+            &bytes[2..10],
+            &v1_fp.to_le_bytes(),
+            "{name} was written with v1"
+        );
         // The reference Avro reader agrees these are v1 bytes of the right type.
         let mut datum = &bytes[HEADER_LEN..];
         let value = apache_avro::from_avro_datum(&v1_schema(), &mut datum, None).unwrap();
         assert!(datum.is_empty(), "{name}: v1 datum fully consumed");
-        let Value::Record(fields) = value else { panic!("{name}: envelope record") };
-        assert!(!fields.iter().any(|(f, _)| f == "causation_id"), "{name}: v1 has no causation_id");
-        let event = codec.decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let Value::Record(fields) = value else {
+            panic!("{name}: envelope record")
+        };
+        assert!(
+            !fields.iter().any(|(f, _)| f == "causation_id"),
+            "{name}: v1 has no causation_id"
+        );
+        let event = codec
+            .decode(&bytes)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         // Compared as JSON values: JSON text fields normalise key order.
         let expected: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(Path::new(DIR).join(format!("{name}.expected.json"))).unwrap(),
@@ -74,13 +106,21 @@ fn v1_bytes_decode_with_todays_reader() {
         .unwrap();
         assert_eq!(serde_json::to_value(&event).unwrap(), expected, "{name}");
         let (_, original) = cases().into_iter().find(|(n, _)| *n == name).unwrap();
-        assert_eq!(event.payload.type_name(), original.payload.type_name(), "{name}: union branch resolved by name");
+        assert_eq!(
+            event.payload.type_name(),
+            original.payload.type_name(),
+            "{name}: union branch resolved by name"
+        );
         // Fields v1 did not have take today's defaults.
         assert_eq!(event.causation_id, None, "{name}");
         match &event.payload {
             Payload::StepSucceeded(s) => assert_eq!(s.usage, Default::default()),
             Payload::SubmitWorkflow(s) => {
-                assert!(s.definition.steps.iter().all(|st| st.kind.is_none() && st.when.is_none()))
+                assert!(s
+                    .definition
+                    .steps
+                    .iter()
+                    .all(|st| st.kind.is_none() && st.when.is_none()))
             }
             _ => {}
         }
@@ -92,5 +132,8 @@ fn v1_data_with_trailing_bytes_is_rejected() {
     let codec = Codec::builtin().unwrap();
     let mut bytes = std::fs::read(Path::new(DIR).join("step_succeeded.avro")).unwrap();
     bytes.extend_from_slice(&[1, 2, 3]);
-    assert!(matches!(codec.decode(&bytes), Err(DecodeError::TrailingBytes { trailing: 3, .. })));
+    assert!(matches!(
+        codec.decode(&bytes),
+        Err(DecodeError::TrailingBytes { trailing: 3, .. })
+    ));
 }

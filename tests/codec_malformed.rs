@@ -3,7 +3,9 @@
 //! mutated bytes, with a bounded case count).
 
 use baton::codec::{samples, Codec, DecodeError, EncodeError, HEADER_LEN};
-use baton::domain::events::{Envelope, EventId, JsonText, Payload, StepSucceeded, Timestamp, Usage};
+use baton::domain::events::{
+    Envelope, EventId, JsonText, Payload, StepSucceeded, Timestamp, Usage,
+};
 use proptest::prelude::*;
 
 fn codec() -> Codec {
@@ -17,7 +19,11 @@ fn valid() -> Vec<u8> {
 /// Offset of the payload's union branch index: right after the producer string.
 fn payload_index_offset(bytes: &[u8]) -> usize {
     let producer = b"baton-engine/0";
-    bytes.windows(producer.len()).position(|w| w == producer).unwrap() + producer.len()
+    bytes
+        .windows(producer.len())
+        .position(|w| w == producer)
+        .unwrap()
+        + producer.len()
 }
 
 #[test]
@@ -25,7 +31,15 @@ fn wrong_magic() {
     let mut b = valid();
     b[0] = 0x4f;
     let err = codec().decode(&b).unwrap_err();
-    assert!(matches!(err, DecodeError::WrongMagic { found: [0x4f, 0x01] }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            DecodeError::WrongMagic {
+                found: [0x4f, 0x01]
+            }
+        ),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("expected C3 01"), "{err}");
 }
 
@@ -34,7 +48,12 @@ fn unknown_fingerprint() {
     let mut b = valid();
     b[2..10].copy_from_slice(&0x1122_3344_5566_7788u64.to_le_bytes());
     let err = codec().decode(&b).unwrap_err();
-    assert_eq!(err, DecodeError::UnknownFingerprint { fingerprint: 0x1122_3344_5566_7788 });
+    assert_eq!(
+        err,
+        DecodeError::UnknownFingerprint {
+            fingerprint: 0x1122_3344_5566_7788
+        }
+    );
     assert!(err.to_string().contains("0x1122334455667788"), "{err}");
 }
 
@@ -62,7 +81,13 @@ fn trailing_garbage() {
     let len = b.len();
     b.extend_from_slice(b"junk");
     let err = codec().decode(&b).unwrap_err();
-    assert_eq!(err, DecodeError::TrailingBytes { offset: len, trailing: 4 });
+    assert_eq!(
+        err,
+        DecodeError::TrailingBytes {
+            offset: len,
+            trailing: 4
+        }
+    );
 }
 
 #[test]
@@ -73,10 +98,17 @@ fn wrong_union_branch() {
     let err = codec().decode(&b).unwrap_err();
     assert_eq!(
         err,
-        DecodeError::UnionBranch { branch: 50, branches: Payload::TYPES.len(), path: "payload".into() }
+        DecodeError::UnionBranch {
+            branch: 50,
+            branches: Payload::TYPES.len(),
+            path: "payload".into()
+        }
     );
     b[at] = 1; // zig-zag -1
-    assert!(matches!(codec().decode(&b), Err(DecodeError::UnionBranch { branch: -1, .. })));
+    assert!(matches!(
+        codec().decode(&b),
+        Err(DecodeError::UnionBranch { branch: -1, .. })
+    ));
 }
 
 #[test]
@@ -85,31 +117,53 @@ fn invalid_values_name_the_field() {
     let mut b = valid();
     b[HEADER_LEN + 1] = b'z';
     let err = codec().decode(&b).unwrap_err();
-    assert!(matches!(&err, DecodeError::InvalidValue { path, .. } if path == "event_id"), "{err:?}");
+    assert!(
+        matches!(&err, DecodeError::InvalidValue { path, .. } if path == "event_id"),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("invalid UUID"), "{err}");
     // Invalid UTF-8 in the correlation id.
     let mut b = valid();
     b[HEADER_LEN + 38] = 0xff;
     let err = codec().decode(&b).unwrap_err();
-    assert!(matches!(&err, DecodeError::InvalidValue { path, reason, .. } if path == "correlation_id" && reason.contains("UTF-8")), "{err:?}");
+    assert!(
+        matches!(&err, DecodeError::InvalidValue { path, reason, .. } if path == "correlation_id" && reason.contains("UTF-8")),
+        "{err:?}"
+    );
 }
 
 #[test]
 fn oversize_both_ways() {
     let small = codec().with_max_event_bytes(64);
     let b = valid();
-    assert_eq!(small.decode(&b).unwrap_err(), DecodeError::Oversize { size: b.len(), limit: 64 });
-    assert!(matches!(small.encode(&samples::step_succeeded()), Err(EncodeError::Oversize { limit: 64, .. })));
+    assert_eq!(
+        small.decode(&b).unwrap_err(),
+        DecodeError::Oversize {
+            size: b.len(),
+            limit: 64
+        }
+    );
+    assert!(matches!(
+        small.encode(&samples::step_succeeded()),
+        Err(EncodeError::Oversize { limit: 64, .. })
+    ));
     // Default limit: 1 MiB.
     let mut big = samples::step_succeeded();
     if let Payload::StepSucceeded(s) = &mut big.payload {
         s.output = Some(JsonText(format!("\"{}\"", "x".repeat(1 << 20))));
     }
     let err = codec().encode(&big).unwrap_err();
-    assert!(matches!(err, EncodeError::Oversize { limit, .. } if limit == 1 << 20), "{err:?}");
+    assert!(
+        matches!(err, EncodeError::Oversize { limit, .. } if limit == 1 << 20),
+        "{err:?}"
+    );
     let mut out = vec![7u8];
     assert!(codec().encode_into(&big, &mut out).is_err());
-    assert_eq!(out, vec![7u8], "a failed encode leaves the buffer as it was");
+    assert_eq!(
+        out,
+        vec![7u8],
+        "a failed encode leaves the buffer as it was"
+    );
 }
 
 #[test]
@@ -118,7 +172,10 @@ fn huge_length_prefixes_do_not_allocate() {
     let mut b = valid()[..HEADER_LEN].to_vec();
     baton::codec::binary::write_long(&mut b, 1 << 60);
     b.extend_from_slice(&[0u8; 16]);
-    assert!(matches!(codec().decode(&b), Err(DecodeError::Truncated { .. })));
+    assert!(matches!(
+        codec().decode(&b),
+        Err(DecodeError::Truncated { .. })
+    ));
 }
 
 fn mutate(mut bytes: Vec<u8>, ops: &[(u8, usize, u8)]) -> Vec<u8> {

@@ -146,6 +146,13 @@ fn parent() -> Result<String, String> {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("spawn child: {e}"))?;
+        // Drain stdout while the child runs: a full pipe would block it in
+        // `writeln!` instead of in the middle of appending.
+        let mut pipe = child.stdout.take().ok_or("child has no stdout")?;
+        let drain = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut pipe, &mut buf).map(|_| buf)
+        });
         std::thread::sleep(Duration::from_millis(fastrand::u64(20..=300)));
         let early = child
             .try_wait()
@@ -162,7 +169,11 @@ fn parent() -> Result<String, String> {
                 String::from_utf8_lossy(&output.stderr)
             ));
         }
-        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stdout = drain
+            .join()
+            .map_err(|_| "the stdout reader panicked".to_string())?
+            .map_err(|e| format!("read child stdout: {e}"))?;
+        let stdout = String::from_utf8_lossy(&stdout);
         // A line cut short by the kill was never fully acknowledged.
         let complete = stdout.rsplit_once('\n').map_or("", |(done, _)| done);
         let acked: Vec<u64> = complete

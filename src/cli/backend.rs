@@ -35,12 +35,17 @@ pub fn open(global: &GlobalArgs, access: Access) -> anyhow::Result<Arc<dyn Event
         },
         Access::Read => EmbeddedConfig::read_only(&root),
     };
-    let log = EmbeddedLog::open(config).with_context(|| format!("opening the embedded log in {}", root.display()))?;
+    let log = EmbeddedLog::open(config)
+        .with_context(|| format!("opening the embedded log in {}", root.display()))?;
     Ok(Arc::new(log))
 }
 
 /// Creates the standard topics (and `extra`, if not standard) when missing.
-pub async fn ensure_topics(log: &dyn EventLog, global: &GlobalArgs, extra: Option<&str>) -> anyhow::Result<()> {
+pub async fn ensure_topics(
+    log: &dyn EventLog,
+    global: &GlobalArgs,
+    extra: Option<&str>,
+) -> anyhow::Result<()> {
     let mut specs = global.topics().specs(global.partitions);
     if let Some(t) = extra {
         if !specs.iter().any(|s| s.name == t) {

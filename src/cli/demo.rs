@@ -25,15 +25,42 @@ use crate::log::{partition_for_key, EventLog, ProducerRecord, TopicSpec};
 
 /// The `examples/` files, compiled in so the demo works from any directory.
 const EXAMPLES: &[(&str, &str)] = &[
-    ("register_agent", include_str!("../../examples/register_agent.jsonl")),
-    ("submit_workflow", include_str!("../../examples/submit_workflow.jsonl")),
-    ("agent_heartbeat", include_str!("../../examples/agent_heartbeat.jsonl")),
-    ("step_started", include_str!("../../examples/step_started.jsonl")),
-    ("step_declined", include_str!("../../examples/step_declined.jsonl")),
-    ("step_failed", include_str!("../../examples/step_failed.jsonl")),
-    ("step_succeeded", include_str!("../../examples/step_succeeded.jsonl")),
-    ("cancel_workflow", include_str!("../../examples/cancel_workflow.jsonl")),
-    ("deregister_agent", include_str!("../../examples/deregister_agent.jsonl")),
+    (
+        "register_agent",
+        include_str!("../../examples/register_agent.jsonl"),
+    ),
+    (
+        "submit_workflow",
+        include_str!("../../examples/submit_workflow.jsonl"),
+    ),
+    (
+        "agent_heartbeat",
+        include_str!("../../examples/agent_heartbeat.jsonl"),
+    ),
+    (
+        "step_started",
+        include_str!("../../examples/step_started.jsonl"),
+    ),
+    (
+        "step_declined",
+        include_str!("../../examples/step_declined.jsonl"),
+    ),
+    (
+        "step_failed",
+        include_str!("../../examples/step_failed.jsonl"),
+    ),
+    (
+        "step_succeeded",
+        include_str!("../../examples/step_succeeded.jsonl"),
+    ),
+    (
+        "cancel_workflow",
+        include_str!("../../examples/cancel_workflow.jsonl"),
+    ),
+    (
+        "deregister_agent",
+        include_str!("../../examples/deregister_agent.jsonl"),
+    ),
 ];
 
 #[derive(Debug, Args)]
@@ -56,14 +83,26 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<ExitCode
 
     let round_trip = examples_round_trip(log.as_ref(), global, &codec).await?;
     if !args.json {
-        println!("produced and read back {} ingress events (one per type):", round_trip.len());
+        println!(
+            "produced and read back {} ingress events (one per type):",
+            round_trip.len()
+        );
         for (name, at) in &round_trip {
             println!("  {name:<16} -> {at}");
         }
     }
 
     let throughput = if args.events > 0 {
-        Some(throughput(log.as_ref(), global, &codec, args.events, args.batch as usize).await?)
+        Some(
+            throughput(
+                log.as_ref(),
+                global,
+                &codec,
+                args.events,
+                args.batch as usize,
+            )
+            .await?,
+        )
     } else {
         None
     };
@@ -85,40 +124,70 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<ExitCode
             t["append_events_per_s"].as_f64().unwrap_or_default(),
             t["scan_events_per_s"].as_f64().unwrap_or_default(),
         );
-        println!("see them with: baton tail --topic {} --from-beginning", global.topics().ingress());
+        println!(
+            "see them with: baton tail --topic {} --from-beginning",
+            global.topics().ingress()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
 
-async fn examples_round_trip(log: &dyn EventLog, global: &GlobalArgs, codec: &Codec) -> anyhow::Result<Vec<(String, String)>> {
+async fn examples_round_trip(
+    log: &dyn EventLog,
+    global: &GlobalArgs,
+    codec: &Codec,
+) -> anyhow::Result<Vec<(String, String)>> {
     let topic = global.topics().ingress();
     let partitions = log.partition_count(&topic).await?;
     let now = Timestamp::from_datetime(chrono::Utc::now());
     let mut placed = Vec::new();
     for (name, text) in EXAMPLES {
-        let mut event = parse_event(text.trim(), now, "baton-demo").with_context(|| format!("examples/{name}.jsonl"))?;
+        let mut event = parse_event(text.trim(), now, "baton-demo")
+            .with_context(|| format!("examples/{name}.jsonl"))?;
         // Fresh ids so repeated demos append new events rather than duplicates.
         event.event_id = EventId::random();
         let value = codec.encode(&event)?;
         let p = partition_for_key(event.correlation_id.as_bytes(), partitions);
         let offsets = log
-            .append(&topic, p, vec![ProducerRecord::new(Some(Bytes::from(event.correlation_id.clone())), Bytes::from(value))])
+            .append(
+                &topic,
+                p,
+                vec![ProducerRecord::new(
+                    Some(Bytes::from(event.correlation_id.clone())),
+                    Bytes::from(value),
+                )],
+            )
             .await?;
-        let Some(&offset) = offsets.first() else { bail!("append returned no offset") };
+        let Some(&offset) = offsets.first() else {
+            bail!("append returned no offset")
+        };
         let back = log.read(&topic, p, offset, 1).await?;
-        let Some(record) = back.first() else { bail!("{topic}/{p}@{offset} not readable after append") };
+        let Some(record) = back.first() else {
+            bail!("{topic}/{p}@{offset} not readable after append")
+        };
         let decoded = codec.decode(&record.value)?;
         if decoded != event {
             bail!("{name}: read back a different event than was written");
         }
-        placed.push((decoded.payload.type_name().to_string(), format!("{topic}/{p}@{offset}")));
+        placed.push((
+            decoded.payload.type_name().to_string(),
+            format!("{topic}/{p}@{offset}"),
+        ));
     }
     Ok(placed)
 }
 
-async fn throughput(log: &dyn EventLog, global: &GlobalArgs, codec: &Codec, events: u64, batch: usize) -> anyhow::Result<serde_json::Value> {
+async fn throughput(
+    log: &dyn EventLog,
+    global: &GlobalArgs,
+    codec: &Codec,
+    events: u64,
+    batch: usize,
+) -> anyhow::Result<serde_json::Value> {
     let topic = format!("{}demo", global.topic_prefix);
-    log.create_topic(&TopicSpec::new(topic.clone(), global.partitions)).await.ok();
+    log.create_topic(&TopicSpec::new(topic.clone(), global.partitions))
+        .await
+        .ok();
     let partitions = log.partition_count(&topic).await?;
     let mut before = HashMap::new();
     for p in 0..partitions {
@@ -138,7 +207,10 @@ async fn throughput(log: &dyn EventLog, global: &GlobalArgs, codec: &Codec, even
         let p = partition_for_key(wf.as_bytes(), partitions);
         let value = codec.encode(&event)?;
         let batch_for_p = pending.entry(p).or_default();
-        batch_for_p.push(ProducerRecord::new(Some(Bytes::from(wf)), Bytes::from(value)));
+        batch_for_p.push(ProducerRecord::new(
+            Some(Bytes::from(wf)),
+            Bytes::from(value),
+        ));
         if batch_for_p.len() >= batch {
             let records = std::mem::take(batch_for_p);
             log.append(&topic, p, records).await?;

@@ -6,6 +6,7 @@
 //! errors, the CLI turns them into messages a person can act on.
 
 mod backend;
+mod bench;
 mod demo;
 mod produce;
 mod schemas;
@@ -33,7 +34,12 @@ pub struct Cli {
 #[derive(Debug, Args, Clone)]
 pub struct GlobalArgs {
     /// Directory of the embedded log and projections.
-    #[arg(long, global = true, env = "BATON_DATA_DIR", default_value = "./baton-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "BATON_DATA_DIR",
+        default_value = "./baton-data"
+    )]
     pub data_dir: PathBuf,
     /// Kafka bootstrap servers (HOST:PORT,...). When set, Kafka is the log
     /// instead of the embedded one. [The Kafka backend is not built yet.]
@@ -41,7 +47,12 @@ pub struct GlobalArgs {
     pub brokers: Option<String>,
     /// Embedded log durability: `always` (fsync before acknowledging) or
     /// `interval:<ms>` (background fsync).
-    #[arg(long, global = true, env = "BATON_FSYNC", default_value = "interval:100")]
+    #[arg(
+        long,
+        global = true,
+        env = "BATON_FSYNC",
+        default_value = "interval:100"
+    )]
     pub fsync: FsyncPolicy,
     /// Prefix of every Baton topic.
     #[arg(long, global = true, env = "BATON_TOPIC_PREFIX", default_value = DEFAULT_PREFIX)]
@@ -71,6 +82,8 @@ pub enum Command {
     /// Run the main job on the embedded log (today: a produce → read-back
     /// round trip of every ingress event type plus a throughput run).
     Demo(demo::DemoArgs),
+    /// Measure codec and embedded-log throughput in one run (JSON with --json).
+    Bench(bench::BenchArgs),
 }
 
 /// A mistake in how the command was called (exit code 2).
@@ -82,7 +95,10 @@ pub struct UsageError(pub String);
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli.global.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -108,10 +124,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tail(args) => tail::run(&cli.global, args).await,
         Command::Schemas(args) => schemas::run(args),
         Command::Demo(args) => demo::run(&cli.global, args).await,
+        Command::Bench(args) => bench::run(args).await,
     }
 }
 
 fn init_tracing(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }

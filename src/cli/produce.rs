@@ -54,7 +54,10 @@ struct Encoded {
 
 pub async fn run(global: &GlobalArgs, args: ProduceArgs) -> anyhow::Result<ExitCode> {
     let input: Box<dyn Read> = match &args.file {
-        Some(path) => Box::new(std::fs::File::open(path).with_context(|| format!("cannot open --file {}", path.display()))?),
+        Some(path) => Box::new(
+            std::fs::File::open(path)
+                .with_context(|| format!("cannot open --file {}", path.display()))?,
+        ),
         None => Box::new(std::io::stdin()),
     };
     let codec = Codec::builtin()?.with_max_event_bytes(args.max_event_bytes);
@@ -71,8 +74,13 @@ pub async fn run(global: &GlobalArgs, args: ProduceArgs) -> anyhow::Result<ExitC
         let encoded = parse_event(&line, now, &args.producer)
             .map_err(|e| e.to_string())
             .and_then(|event| {
-                let value = codec.encode(&event).map_err(|e| format!("{}: {e}", event.payload.type_name()))?;
-                let key = args.partition_key.clone().unwrap_or_else(|| event.correlation_id.clone());
+                let value = codec
+                    .encode(&event)
+                    .map_err(|e| format!("{}: {e}", event.payload.type_name()))?;
+                let key = args
+                    .partition_key
+                    .clone()
+                    .unwrap_or_else(|| event.correlation_id.clone());
                 Ok(Encoded {
                     key: Bytes::from(key),
                     value: Bytes::from(value),
@@ -96,11 +104,18 @@ pub async fn run(global: &GlobalArgs, args: ProduceArgs) -> anyhow::Result<ExitC
     }
     if valid.is_empty() {
         eprintln!("no events to produce");
-        return Ok(if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) });
+        return Ok(if failures.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
     }
 
     let log = backend::open(global, Access::Write)?;
-    let topic = args.topic.clone().unwrap_or_else(|| global.topics().ingress());
+    let topic = args
+        .topic
+        .clone()
+        .unwrap_or_else(|| global.topics().ingress());
     backend::ensure_topics(log.as_ref(), global, Some(&topic)).await?;
     let partitions = log.partition_count(&topic).await?;
     let mut batches: BTreeMap<u32, Vec<ProducerRecord>> = BTreeMap::new();
@@ -116,12 +131,22 @@ pub async fn run(global: &GlobalArgs, args: ProduceArgs) -> anyhow::Result<ExitC
     }
     let mut placed = Vec::new();
     for (p, records) in batches {
-        let offsets = log.append(&topic, p, records).await.with_context(|| format!("appending to {topic}/{p}"))?;
+        let offsets = log
+            .append(&topic, p, records)
+            .await
+            .with_context(|| format!("appending to {topic}/{p}"))?;
         if let (Some(first), Some(last)) = (offsets.first(), offsets.last()) {
             placed.push(format!("{p}:{first}..={last}"));
         }
     }
     log.flush().await?;
-    eprintln!("produced {count} event(s) to {topic} (partition:offsets {})", placed.join(", "));
-    Ok(if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    eprintln!(
+        "produced {count} event(s) to {topic} (partition:offsets {})",
+        placed.join(", ")
+    );
+    Ok(if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -29,14 +29,25 @@ pub fn run(args: SchemasArgs) -> anyhow::Result<ExitCode> {
     } else {
         println!("envelope versions (C3 01 + fingerprint, little-endian):");
         for v in registry.versions() {
-            let current = if v.fingerprint == registry.current().fingerprint { "  <- current" } else { "" };
+            let current = if v.fingerprint == registry.current().fingerprint {
+                "  <- current"
+            } else {
+                ""
+            };
             println!("  {:<14} {:#018x}{current}", v.label, v.fingerprint);
         }
         println!("\nevent types (payload union order):");
         for (name, category) in Payload::TYPES {
             let entry = registry.catalog().iter().find(|e| e.name == *name);
-            let fields: Vec<&str> = entry.map(|e| e.members.iter().map(|(f, _)| f.as_str()).collect()).unwrap_or_default();
-            println!("  {:<22} {:<8} {}", name, category_name(*category), fields.join(", "));
+            let fields: Vec<&str> = entry
+                .map(|e| e.members.iter().map(|(f, _)| f.as_str()).collect())
+                .unwrap_or_default();
+            println!(
+                "  {:<22} {:<8} {}",
+                name,
+                category_name(*category),
+                fields.join(", ")
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -63,8 +74,14 @@ pub fn markdown(registry: &SchemaRegistry) -> String {
         out.push_str(&format!("| {} | `{:#018x}` |\n", v.label, v.fingerprint));
     }
     for (title, cat) in [
-        ("Ingress (users and agents → `baton.ingress`)", Category::Ingress),
-        ("Journal facts and decisions (engine → `baton.journal`)", Category::Journal),
+        (
+            "Ingress (users and agents → `baton.ingress`)",
+            Category::Ingress,
+        ),
+        (
+            "Journal facts and decisions (engine → `baton.journal`)",
+            Category::Journal,
+        ),
         ("Result messages", Category::Result),
     ] {
         out.push_str(&format!("\n## {title}\n"));
@@ -74,14 +91,20 @@ pub fn markdown(registry: &SchemaRegistry) -> String {
     }
     out.push_str("\n## Shared records and enums\n");
     let union: Vec<&str> = Payload::TYPES.iter().map(|(n, _)| *n).collect();
-    for e in registry.catalog().iter().filter(|e| !union.contains(&e.name.as_str()) && e.name != "Envelope") {
+    for e in registry
+        .catalog()
+        .iter()
+        .filter(|e| !union.contains(&e.name.as_str()) && e.name != "Envelope")
+    {
         entry_markdown(registry, &e.name, &mut out);
     }
     out
 }
 
 fn entry_markdown(registry: &SchemaRegistry, name: &str, out: &mut String) {
-    let Some(e) = registry.catalog().iter().find(|e| e.name == name) else { return };
+    let Some(e) = registry.catalog().iter().find(|e| e.name == name) else {
+        return;
+    };
     out.push_str(&format!("\n### {}\n\n{} (`{}`)\n\n", e.name, e.doc, e.file));
     if e.kind == "enum" {
         let symbols: Vec<String> = e.members.iter().map(|(s, _)| format!("`{s}`")).collect();

@@ -47,11 +47,18 @@ const BATCH: usize = 1000;
 
 pub async fn run(global: &GlobalArgs, args: TailArgs) -> anyhow::Result<ExitCode> {
     let log = backend::open(global, Access::Read)?;
-    let topic = args.topic.clone().unwrap_or_else(|| global.topics().ingress());
+    let topic = args
+        .topic
+        .clone()
+        .unwrap_or_else(|| global.topics().ingress());
     let count = log.partition_count(&topic).await?;
     let partitions: Vec<u32> = match args.partition {
         Some(p) if p >= count => {
-            return Err(UsageError(format!("--partition {p}: topic {topic} has partitions 0..{}", count.saturating_sub(1))).into())
+            return Err(UsageError(format!(
+                "--partition {p}: topic {topic} has partitions 0..{}",
+                count.saturating_sub(1)
+            ))
+            .into())
         }
         Some(p) => vec![p],
         None => (0..count).collect(),
@@ -113,7 +120,12 @@ fn key_json(key: &Option<bytes::Bytes>) -> (Value, Option<Value>) {
         None => (Value::Null, None),
         Some(k) => match std::str::from_utf8(k) {
             Ok(s) => (Value::String(s.to_string()), None),
-            Err(_) => (Value::Null, Some(Value::String(base64::engine::general_purpose::STANDARD.encode(k)))),
+            Err(_) => (
+                Value::Null,
+                Some(Value::String(
+                    base64::engine::general_purpose::STANDARD.encode(k),
+                )),
+            ),
         },
     }
 }
@@ -138,7 +150,8 @@ pub fn render(codec: &Codec, topic: &str, r: &StoredRecord) -> Value {
         Ok(event) => line["event"] = serde_json::to_value(&event).unwrap_or(Value::Null),
         Err(e) => {
             line["error"] = json!({"code": e.code(), "message": e.to_string()});
-            line["value_base64"] = Value::String(base64::engine::general_purpose::STANDARD.encode(&r.value));
+            line["value_base64"] =
+                Value::String(base64::engine::general_purpose::STANDARD.encode(&r.value));
         }
     }
     line

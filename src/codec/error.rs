@@ -10,7 +10,9 @@ pub enum DecodeError {
     TooShort { len: usize },
     #[error("wrong magic {found:02X?}: expected C3 01 (Avro single-object encoding)")]
     WrongMagic { found: [u8; 2] },
-    #[error("unknown schema fingerprint {fingerprint:#018x}: not one of the known envelope versions")]
+    #[error(
+        "unknown schema fingerprint {fingerprint:#018x}: not one of the known envelope versions"
+    )]
     UnknownFingerprint { fingerprint: u64 },
     #[error("truncated datum: needed {needed} more byte(s) at offset {offset} reading `{path}`")]
     Truncated {

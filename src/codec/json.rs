@@ -39,7 +39,11 @@ pub enum JsonEventError {
 }
 
 /// Parses one JSON line into an envelope, filling defaults.
-pub fn parse_event(line: &str, now: Timestamp, default_producer: &str) -> Result<Envelope, JsonEventError> {
+pub fn parse_event(
+    line: &str,
+    now: Timestamp,
+    default_producer: &str,
+) -> Result<Envelope, JsonEventError> {
     let input: EventInput = serde_json::from_str(line)?;
     let correlation_id = input
         .correlation_id
@@ -50,7 +54,9 @@ pub fn parse_event(line: &str, now: Timestamp, default_producer: &str) -> Result
             input.payload.type_name()
         )));
     }
-    let producer = input.producer.unwrap_or_else(|| default_producer.to_string());
+    let producer = input
+        .producer
+        .unwrap_or_else(|| default_producer.to_string());
     if producer.is_empty() {
         return Err(JsonEventError::Invalid("producer must not be empty".into()));
     }
@@ -85,13 +91,24 @@ mod tests {
     fn names_the_problem() {
         let cases = [
             (r#"{"payload":{"Nope":{}}}"#, "unknown variant `Nope`"),
-            (r#"{"payload":{"CancelWorkflow":{}}}"#, "missing field `workflow_id`"),
-            (r#"{"payload":{"CancelWorkflow":{"workflow_id":"w","colour":1}}}"#, "unknown field `colour`"),
+            (
+                r#"{"payload":{"CancelWorkflow":{}}}"#,
+                "missing field `workflow_id`",
+            ),
+            (
+                r#"{"payload":{"CancelWorkflow":{"workflow_id":"w","colour":1}}}"#,
+                "unknown field `colour`",
+            ),
             (r#"{"payload":"#, "EOF"),
-            (r#"{"event_id":"not-a-uuid","payload":{"CancelWorkflow":{"workflow_id":"w"}}}"#, "invalid UUID"),
+            (
+                r#"{"event_id":"not-a-uuid","payload":{"CancelWorkflow":{"workflow_id":"w"}}}"#,
+                "invalid UUID",
+            ),
         ];
         for (line, want) in cases {
-            let err = parse_event(line, Timestamp(0), "cli").unwrap_err().to_string();
+            let err = parse_event(line, Timestamp(0), "cli")
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(want), "{line}: {err}");
         }
     }

@@ -142,7 +142,8 @@ impl Codec {
     /// but only old data takes it.
     fn decode_old(&self, writer: &EnvelopeVersion, datum: &[u8]) -> Result<Envelope, DecodeError> {
         let reader = &self.registry.current().schema;
-        let (current, used) = resolve::transcode(&writer.schema, reader, datum).map_err(datum_error)?;
+        let (current, used) =
+            resolve::transcode(&writer.schema, reader, datum).map_err(datum_error)?;
         if used != datum.len() {
             return Err(DecodeError::TrailingBytes {
                 offset: HEADER_LEN + used,
@@ -173,8 +174,20 @@ fn datum_error(e: binary::DatumError) -> DecodeError {
     let offset = HEADER_LEN + e.offset.unwrap_or(0);
     let path = e.path();
     match e.kind {
-        K::Truncated { needed } => DecodeError::Truncated { offset, needed, path },
-        K::UnionBranch { branch, branches } => DecodeError::UnionBranch { branch, branches, path },
-        K::Invalid(reason) => DecodeError::InvalidValue { offset, path, reason },
+        K::Truncated { needed } => DecodeError::Truncated {
+            offset,
+            needed,
+            path,
+        },
+        K::UnionBranch { branch, branches } => DecodeError::UnionBranch {
+            branch,
+            branches,
+            path,
+        },
+        K::Invalid(reason) => DecodeError::InvalidValue {
+            offset,
+            path,
+            reason,
+        },
     }
 }

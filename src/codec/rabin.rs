@@ -38,7 +38,11 @@ mod tests {
     #[test]
     fn matches_the_avro_reference() {
         // The spec's example: fingerprint of the canonical form of "int".
-        for s in [r#""int""#, r#""null""#, r#"{"type":"record","name":"R","fields":[{"name":"a","type":"long"}]}"#] {
+        for s in [
+            r#""int""#,
+            r#""null""#,
+            r#"{"type":"record","name":"R","fields":[{"name":"a","type":"long"}]}"#,
+        ] {
             let schema = Schema::parse_str(s).unwrap();
             let reference = schema.fingerprint::<Rabin>().bytes;
             let ours = fingerprint(schema.canonical_form().as_bytes()).to_le_bytes();

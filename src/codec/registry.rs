@@ -60,7 +60,9 @@ impl SchemaRegistry {
         static BUILTIN: OnceLock<Result<Arc<SchemaRegistry>, String>> = OnceLock::new();
         BUILTIN
             .get_or_init(|| {
-                SchemaRegistry::from_files(SCHEMA_FILES).map(Arc::new).map_err(|e| e.to_string())
+                SchemaRegistry::from_files(SCHEMA_FILES)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string())
             })
             .clone()
             .map_err(|reason| SchemaError::Avro {
@@ -89,7 +91,9 @@ impl SchemaRegistry {
             let name = json
                 .get("name")
                 .and_then(Value::as_str)
-                .ok_or_else(|| SchemaError::Unnamed { file: path.to_string() })?
+                .ok_or_else(|| SchemaError::Unnamed {
+                    file: path.to_string(),
+                })?
                 .to_string();
             if let Some((first, _)) = named.get(&name) {
                 return Err(SchemaError::Duplicate {
@@ -116,7 +120,10 @@ impl SchemaRegistry {
         let mut versions = HashMap::new();
         versions.insert(current.fingerprint, current.clone());
         for (path, json) in history {
-            let label = path.trim_start_matches("history/").trim_end_matches(".avsc").to_string();
+            let label = path
+                .trim_start_matches("history/")
+                .trim_end_matches(".avsc")
+                .to_string();
             let v = Arc::new(version(&label, &json)?);
             // The newest frozen version normally equals the current one; keep
             // the `current` entry for it.
@@ -174,16 +181,27 @@ fn version(label: &str, json: &Value) -> Result<EnvelopeVersion, SchemaError> {
 }
 
 /// Replaces the first reference to each named type with its definition.
-fn inline(v: &Value, named: &BTreeMap<String, (String, Value)>, defined: &mut HashSet<String>) -> Value {
+fn inline(
+    v: &Value,
+    named: &BTreeMap<String, (String, Value)>,
+    defined: &mut HashSet<String>,
+) -> Value {
     match v {
         Value::String(s) => match named.get(s.trim_start_matches("baton.")) {
-            Some((_, def)) if !defined.contains(s.trim_start_matches("baton.")) => inline(def, named, defined),
+            Some((_, def)) if !defined.contains(s.trim_start_matches("baton.")) => {
+                inline(def, named, defined)
+            }
             _ => v.clone(),
         },
-        Value::Array(items) => Value::Array(items.iter().map(|i| inline(i, named, defined)).collect()),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|i| inline(i, named, defined)).collect())
+        }
         Value::Object(obj) => {
             if let Some(name) = obj.get("name").and_then(Value::as_str) {
-                if matches!(obj.get("type").and_then(Value::as_str), Some("record" | "enum" | "fixed")) {
+                if matches!(
+                    obj.get("type").and_then(Value::as_str),
+                    Some("record" | "enum" | "fixed")
+                ) {
                     defined.insert(name.to_string());
                 }
             }
@@ -226,12 +244,20 @@ fn catalog_entry(name: &str, file: &str, json: &Value) -> CatalogEntry {
         "record" => json
             .get("fields")
             .and_then(Value::as_array)
-            .map(|fs| fs.iter().map(|f| (text(f.get("name")), text(f.get("doc")))).collect())
+            .map(|fs| {
+                fs.iter()
+                    .map(|f| (text(f.get("name")), text(f.get("doc"))))
+                    .collect()
+            })
             .unwrap_or_default(),
         "enum" => json
             .get("symbols")
             .and_then(Value::as_array)
-            .map(|ss| ss.iter().map(|s| (s.as_str().unwrap_or_default().to_string(), String::new())).collect())
+            .map(|ss| {
+                ss.iter()
+                    .map(|s| (s.as_str().unwrap_or_default().to_string(), String::new()))
+                    .collect()
+            })
             .unwrap_or_default(),
         _ => Vec::new(),
     };
@@ -243,4 +269,3 @@ fn catalog_entry(name: &str, file: &str, json: &Value) -> CatalogEntry {
         members,
     }
 }
-

@@ -56,7 +56,12 @@ impl<'s> Names<'s> {
 
     fn deref(&self, s: &'s Schema) -> &'s Schema {
         match s {
-            Schema::Ref { name } => self.0.get(&name.name).or_else(|| self.0.get(&name.fullname(None))).copied().unwrap_or(s),
+            Schema::Ref { name } => self
+                .0
+                .get(&name.name)
+                .or_else(|| self.0.get(&name.fullname(None)))
+                .copied()
+                .unwrap_or(s),
             _ => s,
         }
     }
@@ -64,7 +69,11 @@ impl<'s> Names<'s> {
 
 /// Transcodes `input` (one datum in `writer`) into `reader`'s encoding.
 /// Returns the new bytes and how many input bytes the datum used.
-pub fn transcode(writer: &Schema, reader: &Schema, input: &[u8]) -> Result<(Vec<u8>, usize), DatumError> {
+pub fn transcode(
+    writer: &Schema,
+    reader: &Schema,
+    input: &[u8],
+) -> Result<(Vec<u8>, usize), DatumError> {
     let t = Transcoder {
         wn: Names::of(writer),
         rn: Names::of(reader),
@@ -124,7 +133,11 @@ fn promotable(w: &str, r: &str) -> bool {
     w == r
         || matches!(
             (w, r),
-            ("int", "long" | "float" | "double") | ("long", "float" | "double") | ("float", "double") | ("string", "bytes") | ("bytes", "string")
+            ("int", "long" | "float" | "double")
+                | ("long", "float" | "double")
+                | ("float", "double")
+                | ("string", "bytes")
+                | ("bytes", "string")
         )
 }
 
@@ -142,7 +155,14 @@ impl<'w, 'r> Transcoder<'w, 'r> {
         }
     }
 
-    fn value(&self, w: &'w Schema, r: &'r Schema, d: &mut Decoder, out: &mut Vec<u8>, depth: usize) -> Result<(), DatumError> {
+    fn value(
+        &self,
+        w: &'w Schema,
+        r: &'r Schema,
+        d: &mut Decoder,
+        out: &mut Vec<u8>,
+        depth: usize,
+    ) -> Result<(), DatumError> {
         if depth > MAX_DEPTH {
             return Err(d.invalid("schema nesting too deep"));
         }
@@ -154,7 +174,12 @@ impl<'w, 'r> Transcoder<'w, 'r> {
                 self.value(wb, r, d, out, depth + 1)
             }
             (_, Schema::Union(ru)) => {
-                let (i, rb) = self.pick_branch(w, ru).ok_or_else(|| d.invalid(format!("no branch of the reader union matches writer type {}", base(w))))?;
+                let (i, rb) = self.pick_branch(w, ru).ok_or_else(|| {
+                    d.invalid(format!(
+                        "no branch of the reader union matches writer type {}",
+                        base(w)
+                    ))
+                })?;
                 write_long(out, i as i64);
                 self.value(w, rb, d, out, depth + 1)
             }
@@ -166,13 +191,29 @@ impl<'w, 'r> Transcoder<'w, 'r> {
                     .symbols
                     .iter()
                     .position(|s| s == symbol)
-                    .or_else(|| re.default.as_ref().and_then(|def| re.symbols.iter().position(|s| s == def)))
-                    .ok_or_else(|| d.invalid(format!("enum symbol {symbol} unknown to the reader")))?;
+                    .or_else(|| {
+                        re.default
+                            .as_ref()
+                            .and_then(|def| re.symbols.iter().position(|s| s == def))
+                    })
+                    .ok_or_else(|| {
+                        d.invalid(format!("enum symbol {symbol} unknown to the reader"))
+                    })?;
                 write_long(out, j as i64);
                 Ok(())
             }
-            (Schema::Array(wa), Schema::Array(ra)) => self.blocks(d, out, |t, d, out| t.value(&wa.items, &ra.items, d, out, depth + 1), false),
-            (Schema::Map(wm), Schema::Map(rm)) => self.blocks(d, out, |t, d, out| t.value(&wm.types, &rm.types, d, out, depth + 1), true),
+            (Schema::Array(wa), Schema::Array(ra)) => self.blocks(
+                d,
+                out,
+                |t, d, out| t.value(&wa.items, &ra.items, d, out, depth + 1),
+                false,
+            ),
+            (Schema::Map(wm), Schema::Map(rm)) => self.blocks(
+                d,
+                out,
+                |t, d, out| t.value(&wm.types, &rm.types, d, out, depth + 1),
+                true,
+            ),
             (Schema::Fixed(wf), Schema::Fixed(rf)) if wf.size == rf.size => {
                 out.extend_from_slice(d.take(wf.size)?);
                 Ok(())
@@ -191,7 +232,13 @@ impl<'w, 'r> Transcoder<'w, 'r> {
             .map(|i| (i, &variants[i]))
     }
 
-    fn primitive(&self, w: &str, r: &str, d: &mut Decoder, out: &mut Vec<u8>) -> Result<(), DatumError> {
+    fn primitive(
+        &self,
+        w: &str,
+        r: &str,
+        d: &mut Decoder,
+        out: &mut Vec<u8>,
+    ) -> Result<(), DatumError> {
         if !promotable(w, r) {
             return Err(d.invalid(format!("writer type {w} cannot be read as {r}")));
         }
@@ -206,12 +253,20 @@ impl<'w, 'r> Transcoder<'w, 'r> {
                 Ok(())
             }
             ("int", "int") | ("int", "long") | ("long", "long") => {
-                let v = if w == "int" { d.read_int()? as i64 } else { d.read_long()? };
+                let v = if w == "int" {
+                    d.read_int()? as i64
+                } else {
+                    d.read_long()?
+                };
                 write_long(out, v);
                 Ok(())
             }
             ("int" | "long", "float" | "double") => {
-                let v = if w == "int" { d.read_int()? as f64 } else { d.read_long()? as f64 };
+                let v = if w == "int" {
+                    d.read_int()? as f64
+                } else {
+                    d.read_long()? as f64
+                };
                 if r == "float" {
                     out.extend_from_slice(&(v as f32).to_le_bytes());
                 } else {
@@ -276,13 +331,20 @@ impl<'w, 'r> Transcoder<'w, 'r> {
         }
     }
 
-    fn record(&self, wr: &'w RecordSchema, rr: &'r RecordSchema, d: &mut Decoder, out: &mut Vec<u8>, depth: usize) -> Result<(), DatumError> {
+    fn record(
+        &self,
+        wr: &'w RecordSchema,
+        rr: &'r RecordSchema,
+        d: &mut Decoder,
+        out: &mut Vec<u8>,
+        depth: usize,
+    ) -> Result<(), DatumError> {
         // Writer order on the wire, reader order in the output: transcode each
         // kept field into its own buffer, then emit in reader order.
         let mut parts: Vec<Option<Vec<u8>>> = vec![None; rr.fields.len()];
         for wf in &wr.fields {
             let reader_field = rr.fields.iter().position(|rf| {
-                rf.name == wf.name || rf.aliases.as_ref().is_some_and(|a| a.iter().any(|x| *x == wf.name))
+                rf.name == wf.name || rf.aliases.as_ref().is_some_and(|a| a.contains(&wf.name))
             });
             match reader_field {
                 Some(i) => {
@@ -306,9 +368,13 @@ impl<'w, 'r> Transcoder<'w, 'r> {
                 Some(bytes) => out.extend_from_slice(&bytes),
                 None => {
                     let default = rf.default.as_ref().ok_or_else(|| {
-                        d.invalid(format!("reader field {}.{} is missing in the writer data and has no default", rr.name.name, rf.name))
+                        d.invalid(format!(
+                            "reader field {}.{} is missing in the writer data and has no default",
+                            rr.name.name, rf.name
+                        ))
                     })?;
-                    self.default(&rf.schema, default, out).map_err(|m| d.invalid(format!("default of {}: {m}", rf.name)))?;
+                    self.default(&rf.schema, default, out)
+                        .map_err(|m| d.invalid(format!("default of {}: {m}", rf.name)))?;
                 }
             }
         }
@@ -331,13 +397,20 @@ impl<'w, 'r> Transcoder<'w, 'r> {
             }
             (Schema::Record(r), Json::Object(o)) => {
                 for f in &r.fields {
-                    let fv = o.get(&f.name).or(f.default.as_ref()).ok_or_else(|| format!("no value for {}", f.name))?;
+                    let fv = o
+                        .get(&f.name)
+                        .or(f.default.as_ref())
+                        .ok_or_else(|| format!("no value for {}", f.name))?;
                     self.default(&f.schema, fv, out)?;
                 }
                 Ok(())
             }
             (Schema::Enum(e), Json::String(sym)) => {
-                let i = e.symbols.iter().position(|x| x == sym).ok_or("unknown symbol")?;
+                let i = e
+                    .symbols
+                    .iter()
+                    .position(|x| x == sym)
+                    .ok_or("unknown symbol")?;
                 write_long(out, i as i64);
                 Ok(())
             }
@@ -369,7 +442,9 @@ impl<'w, 'r> Transcoder<'w, 'r> {
                     Ok(())
                 }
                 "float" => {
-                    out.extend_from_slice(&(n.as_f64().ok_or("not a number")? as f32).to_le_bytes());
+                    out.extend_from_slice(
+                        &(n.as_f64().ok_or("not a number")? as f32).to_le_bytes(),
+                    );
                     Ok(())
                 }
                 "double" => {

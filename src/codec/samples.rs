@@ -12,11 +12,16 @@ use crate::domain::events::*;
 pub const T0: i64 = 1_795_338_000_000_000;
 
 fn id(n: u128) -> EventId {
-    EventId(Uuid::from_u128(0x0192_0000_0000_7000_8000_0000_0000_0000 | n))
+    EventId(Uuid::from_u128(
+        0x0192_0000_0000_7000_8000_0000_0000_0000 | n,
+    ))
 }
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn json(s: &str) -> Option<JsonText> {
@@ -29,10 +34,29 @@ pub fn workflow_definition(n: usize) -> WorkflowDefinition {
     let steps = (0..n)
         .map(|i| StepDefinition {
             id: format!("step-{i}"),
-            kind: Some(if i % 2 == 0 { "code-review" } else { "summarize" }.to_string()),
-            capabilities: vec!["llm".into(), if i % 2 == 0 { "code-review" } else { "summarize" }.into()],
+            kind: Some(
+                if i % 2 == 0 {
+                    "code-review"
+                } else {
+                    "summarize"
+                }
+                .to_string(),
+            ),
+            capabilities: vec![
+                "llm".into(),
+                if i % 2 == 0 {
+                    "code-review"
+                } else {
+                    "summarize"
+                }
+                .into(),
+            ],
             pool: Some("default".into()),
-            depends_on: if i == 0 { vec![] } else { vec![format!("step-{}", (i - 1) / 2)] },
+            depends_on: if i == 0 {
+                vec![]
+            } else {
+                vec![format!("step-{}", (i - 1) / 2)]
+            },
             timeout_ms: Some(60_000),
             retry: Some(RetryPolicy {
                 max_attempts: 3,
@@ -42,7 +66,11 @@ pub fn workflow_definition(n: usize) -> WorkflowDefinition {
             }),
             priority: (i % 3) as i32,
             input: json(r#"{"prompt":"review the diff"}"#),
-            when: if i == n.saturating_sub(1) && n > 1 { Some("steps['step-0'].output.ok == true".into()) } else { None },
+            when: if i == n.saturating_sub(1) && n > 1 {
+                Some("steps['step-0'].output.ok == true".into())
+            } else {
+                None
+            },
         })
         .collect();
     WorkflowDefinition {
@@ -113,7 +141,11 @@ pub fn all() -> Vec<Envelope> {
     };
     let payloads: Vec<Payload> = vec![
         submit_workflow(3).payload,
-        CancelWorkflow { workflow_id: wf(), reason: Some("superseded by wf-000043".into()) }.into(),
+        CancelWorkflow {
+            workflow_id: wf(),
+            reason: Some("superseded by wf-000043".into()),
+        }
+        .into(),
         RegisterAgent {
             agent_id: agent(),
             pool: "default".into(),
@@ -124,17 +156,70 @@ pub fn all() -> Vec<Envelope> {
             heartbeat_interval_ms: 5_000,
         }
         .into(),
-        AgentHeartbeat { agent_id: agent(), in_flight: 3, cpu: Some(0.72), memory_bytes: Some(2_147_483_648) }.into(),
-        DeregisterAgent { agent_id: agent(), reason: None }.into(),
-        StepStarted { workflow_id: wf(), step_id: step(), attempt: 1, agent_id: agent() }.into(),
+        AgentHeartbeat {
+            agent_id: agent(),
+            in_flight: 3,
+            cpu: Some(0.72),
+            memory_bytes: Some(2_147_483_648),
+        }
+        .into(),
+        DeregisterAgent {
+            agent_id: agent(),
+            reason: None,
+        }
+        .into(),
+        StepStarted {
+            workflow_id: wf(),
+            step_id: step(),
+            attempt: 1,
+            agent_id: agent(),
+        }
+        .into(),
         step_succeeded().payload,
-        StepFailed { workflow_id: wf(), step_id: step(), attempt: 2, agent_id: agent(), error: "rate limited".into(), retryable: true }.into(),
-        StepDeclined { workflow_id: wf(), step_id: step(), attempt: 1, agent_id: agent(), reason: "at capacity".into() }.into(),
-        WorkflowAccepted { workflow_id: wf(), definition: workflow_definition(3), deadline_at: Some(t(3600)) }.into(),
-        WorkflowRejected { workflow_id: wf(), code: "cycle".into(), message: "cycle: a -> b -> a".into() }.into(),
-        WorkflowQueued { workflow_id: wf(), running: 100, limit: 100 }.into(),
+        StepFailed {
+            workflow_id: wf(),
+            step_id: step(),
+            attempt: 2,
+            agent_id: agent(),
+            error: "rate limited".into(),
+            retryable: true,
+        }
+        .into(),
+        StepDeclined {
+            workflow_id: wf(),
+            step_id: step(),
+            attempt: 1,
+            agent_id: agent(),
+            reason: "at capacity".into(),
+        }
+        .into(),
+        WorkflowAccepted {
+            workflow_id: wf(),
+            definition: workflow_definition(3),
+            deadline_at: Some(t(3600)),
+        }
+        .into(),
+        WorkflowRejected {
+            workflow_id: wf(),
+            code: "cycle".into(),
+            message: "cycle: a -> b -> a".into(),
+        }
+        .into(),
+        WorkflowQueued {
+            workflow_id: wf(),
+            running: 100,
+            limit: 100,
+        }
+        .into(),
         WorkflowStarted { workflow_id: wf() }.into(),
-        StepReady { workflow_id: wf(), step_id: step(), attempt: 1, pool: "default".into(), priority: 5 }.into(),
+        StepReady {
+            workflow_id: wf(),
+            step_id: step(),
+            attempt: 1,
+            pool: "default".into(),
+            priority: 5,
+        }
+        .into(),
         StepAssigned {
             workflow_id: wf(),
             step_id: step(),
@@ -147,8 +232,22 @@ pub fn all() -> Vec<Envelope> {
             timeout_at: Some(t(60)),
         }
         .into(),
-        StepRejectedByAgent { workflow_id: wf(), step_id: step(), attempt: 1, agent_id: agent(), reason: "at capacity".into() }.into(),
-        StepTimedOut { workflow_id: wf(), step_id: step(), attempt: 1, agent_id: Some(agent()), timeout_ms: 60_000 }.into(),
+        StepRejectedByAgent {
+            workflow_id: wf(),
+            step_id: step(),
+            attempt: 1,
+            agent_id: agent(),
+            reason: "at capacity".into(),
+        }
+        .into(),
+        StepTimedOut {
+            workflow_id: wf(),
+            step_id: step(),
+            attempt: 1,
+            agent_id: Some(agent()),
+            timeout_ms: 60_000,
+        }
+        .into(),
         RetryScheduled {
             workflow_id: wf(),
             step_id: step(),
@@ -159,13 +258,48 @@ pub fn all() -> Vec<Envelope> {
             reason: "timed out after 60000 ms".into(),
         }
         .into(),
-        StepExhausted { workflow_id: wf(), step_id: step(), attempts: 3, last_error: "rate limited".into() }.into(),
-        StepSkipped { workflow_id: wf(), step_id: step(), reason: "condition `input.pr > 100` is false".into() }.into(),
-        StepCancelled { workflow_id: wf(), step_id: step(), attempt: 1, agent_id: Some(agent()), reason: "workflow cancelled".into() }.into(),
-        WorkflowSucceeded { workflow_id: wf(), usage: usage.clone() }.into(),
-        WorkflowFailed { workflow_id: wf(), step_id: Some(step()), reason: "step-3 exhausted 3 attempts".into() }.into(),
-        WorkflowCancelled { workflow_id: wf(), reason: "superseded".into() }.into(),
-        WorkflowTimedOut { workflow_id: wf(), deadline_at: t(3600) }.into(),
+        StepExhausted {
+            workflow_id: wf(),
+            step_id: step(),
+            attempts: 3,
+            last_error: "rate limited".into(),
+        }
+        .into(),
+        StepSkipped {
+            workflow_id: wf(),
+            step_id: step(),
+            reason: "condition `input.pr > 100` is false".into(),
+        }
+        .into(),
+        StepCancelled {
+            workflow_id: wf(),
+            step_id: step(),
+            attempt: 1,
+            agent_id: Some(agent()),
+            reason: "workflow cancelled".into(),
+        }
+        .into(),
+        WorkflowSucceeded {
+            workflow_id: wf(),
+            usage: usage.clone(),
+        }
+        .into(),
+        WorkflowFailed {
+            workflow_id: wf(),
+            step_id: Some(step()),
+            reason: "step-3 exhausted 3 attempts".into(),
+        }
+        .into(),
+        WorkflowCancelled {
+            workflow_id: wf(),
+            reason: "superseded".into(),
+        }
+        .into(),
+        WorkflowTimedOut {
+            workflow_id: wf(),
+            deadline_at: t(3600),
+        }
+        .into(),
         AgentRegistered {
             agent_id: agent(),
             pool: "default".into(),
@@ -176,12 +310,26 @@ pub fn all() -> Vec<Envelope> {
             heartbeat_interval_ms: 5_000,
         }
         .into(),
-        AgentDeregistered { agent_id: agent(), reason: Some("scale-in".into()) }.into(),
-        AgentHealthChanged { agent_id: agent(), from: AgentHealth::Healthy, to: AgentHealth::Degraded, reason: "heartbeat 7.5 s late".into() }.into(),
+        AgentDeregistered {
+            agent_id: agent(),
+            reason: Some("scale-in".into()),
+        }
+        .into(),
+        AgentHealthChanged {
+            agent_id: agent(),
+            from: AgentHealth::Healthy,
+            to: AgentHealth::Degraded,
+            reason: "heartbeat 7.5 s late".into(),
+        }
+        .into(),
         AgentLost {
             agent_id: agent(),
             last_heartbeat_at: t(-30),
-            requeued: vec![StepRef { workflow_id: wf(), step_id: step(), attempt: 1 }],
+            requeued: vec![StepRef {
+                workflow_id: wf(),
+                step_id: step(),
+                attempt: 1,
+            }],
         }
         .into(),
         BottleneckDetected {
@@ -191,7 +339,12 @@ pub fn all() -> Vec<Envelope> {
             subject: "default".into(),
             severity: 72,
             window_ms: 60_000,
-            evidence: [("saturation".to_string(), 0.97), ("queue_depth".to_string(), 140.0)].into_iter().collect(),
+            evidence: [
+                ("saturation".to_string(), 0.97),
+                ("queue_depth".to_string(), 140.0),
+            ]
+            .into_iter()
+            .collect(),
             recommendation: "add 3 agents to pool `default`".into(),
             first_seen: t(0),
             last_seen: t(60),

@@ -79,7 +79,10 @@ async fn read_all(
             format!("read({topic}/{partition}, from {next})"),
             log.read(topic, partition, next, step)
         );
-        ensure!(!batch.is_empty(), "read({topic}/{partition}, from {next}) returned nothing below the high watermark {hwm}");
+        ensure!(
+            !batch.is_empty(),
+            "read({topic}/{partition}, from {next}) returned nothing below the high watermark {hwm}"
+        );
         ensure!(
             batch.len() <= step,
             "read with max_records {step} returned {} records",
@@ -119,8 +122,17 @@ pub async fn topics(log: &dyn EventLog, prefix: &str) -> CheckResult {
         log.create_topic(&TopicSpec::new(&a, 3))
     );
     match log.create_topic(&TopicSpec::new(&a, 5)).await {
-        Err(LogError::PartitionMismatch { existing: 3, requested: 5, .. }) => {}
-        other => return Err(format!("re-creating {a} with 5 partitions: expected PartitionMismatch {{ existing: 3, requested: 5 }}, got {other:?}")),
+        Err(LogError::PartitionMismatch {
+            existing: 3,
+            requested: 5,
+            ..
+        }) => {}
+        other => {
+            return Err(format!(
+                "re-creating {a} with 5 partitions: expected PartitionMismatch \
+                 {{ existing: 3, requested: 5 }}, got {other:?}"
+            ))
+        }
     }
     ensure!(
         call!("partition_count", log.partition_count(&a)) == 3,

@@ -223,8 +223,11 @@ pub trait EventLog: Send + Sync {
     async fn log_start(&self, topic: &str, partition: u32) -> Result<Offset, LogError>;
 
     /// Stores committed offsets (next offset to read) for a consumer group.
-    async fn commit(&self, group: &str, offsets: &[(TopicPartition, Offset)])
-        -> Result<(), LogError>;
+    async fn commit(
+        &self,
+        group: &str,
+        offsets: &[(TopicPartition, Offset)],
+    ) -> Result<(), LogError>;
 
     /// The committed offset of a group for a partition, if any.
     async fn committed(&self, group: &str, tp: &TopicPartition)

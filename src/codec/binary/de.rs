@@ -15,7 +15,9 @@ use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 
 /// Decodes one `T` from the start of `input`; returns it and the number of
 /// bytes consumed (the caller decides whether trailing bytes are an error).
-pub fn from_slice<'de, T: de::Deserialize<'de>>(input: &'de [u8]) -> Result<(T, usize), DatumError> {
+pub fn from_slice<'de, T: de::Deserialize<'de>>(
+    input: &'de [u8],
+) -> Result<(T, usize), DatumError> {
     let mut d = Decoder { input, pos: 0 };
     let value = T::deserialize(&mut d).map_err(|e| e.at(d.pos))?;
     Ok((value, d.pos))
@@ -139,7 +141,10 @@ impl<'de> Decoder<'de> {
         let mut shift = 0u32;
         loop {
             let Some(&b) = self.input.get(self.pos) else {
-                return Err(DatumError::new(DatumErrorKind::Truncated { needed: 1 }, self.pos));
+                return Err(DatumError::new(
+                    DatumErrorKind::Truncated { needed: 1 },
+                    self.pos,
+                ));
             };
             self.pos += 1;
             if shift == 63 && b > 1 {
@@ -156,7 +161,12 @@ impl<'de> Decoder<'de> {
     pub(crate) fn read_int(&mut self) -> Result<i32, DatumError> {
         let start = self.pos;
         let v = self.read_long()?;
-        i32::try_from(v).map_err(|_| DatumError::new(DatumErrorKind::Invalid(format!("int {v} out of 32-bit range")), start))
+        i32::try_from(v).map_err(|_| {
+            DatumError::new(
+                DatumErrorKind::Invalid(format!("int {v} out of 32-bit range")),
+                start,
+            )
+        })
     }
 
     /// A byte length or block count: non-negative and not more than the bytes left.
@@ -164,7 +174,10 @@ impl<'de> Decoder<'de> {
         let start = self.pos;
         let n = self.read_long()?;
         if n < 0 {
-            return Err(DatumError::new(DatumErrorKind::Invalid(format!("negative {what} {n}")), start));
+            return Err(DatumError::new(
+                DatumErrorKind::Invalid(format!("negative {what} {n}")),
+                start,
+            ));
         }
         let n = n as u64;
         if n > self.remaining() as u64 {
@@ -182,8 +195,12 @@ impl<'de> Decoder<'de> {
         let len = self.read_len("string length")?;
         let start = self.pos;
         let bytes = self.take(len)?;
-        std::str::from_utf8(bytes)
-            .map_err(|e| DatumError::new(DatumErrorKind::Invalid(format!("invalid UTF-8 in string: {e}")), start))
+        std::str::from_utf8(bytes).map_err(|e| {
+            DatumError::new(
+                DatumErrorKind::Invalid(format!("invalid UTF-8 in string: {e}")),
+                start,
+            )
+        })
     }
 
     /// Reads the count of the next array/map block (handling the negative
@@ -196,13 +213,17 @@ impl<'de> Decoder<'de> {
             if size < 0 {
                 return Err(self.invalid(format!("negative block size {size}")));
             }
-            n.checked_neg().ok_or_else(|| self.invalid("block count overflow"))?
+            n.checked_neg()
+                .ok_or_else(|| self.invalid("block count overflow"))?
         } else {
             n
         };
         if n as u64 > self.remaining() as u64 {
             return Err(DatumError::new(
-                DatumErrorKind::Invalid(format!("block count {n} exceeds the {} bytes left", self.remaining())),
+                DatumErrorKind::Invalid(format!(
+                    "block count {n} exceeds the {} bytes left",
+                    self.remaining()
+                )),
                 start,
             ));
         }
@@ -213,7 +234,13 @@ impl<'de> Decoder<'de> {
         let start = self.pos;
         let b = self.read_long()?;
         if b < 0 || b as u64 >= branches as u64 {
-            return Err(DatumError::new(DatumErrorKind::UnionBranch { branch: b, branches }, start));
+            return Err(DatumError::new(
+                DatumErrorKind::UnionBranch {
+                    branch: b,
+                    branches,
+                },
+                start,
+            ));
         }
         Ok(b as usize)
     }
@@ -304,10 +331,18 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
     fn deserialize_unit<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DatumError> {
         v.visit_unit()
     }
-    fn deserialize_unit_struct<V: Visitor<'de>>(self, _: &'static str, v: V) -> Result<V::Value, DatumError> {
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        v: V,
+    ) -> Result<V::Value, DatumError> {
         v.visit_unit()
     }
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _: &'static str, v: V) -> Result<V::Value, DatumError> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        v: V,
+    ) -> Result<V::Value, DatumError> {
         v.visit_newtype_struct(self)
     }
     fn deserialize_seq<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DatumError> {
@@ -316,7 +351,12 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
     fn deserialize_tuple<V: Visitor<'de>>(self, _: usize, _: V) -> Result<V::Value, DatumError> {
         Err(not_self_describing("tuple"))
     }
-    fn deserialize_tuple_struct<V: Visitor<'de>>(self, _: &'static str, _: usize, _: V) -> Result<V::Value, DatumError> {
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        _: usize,
+        _: V,
+    ) -> Result<V::Value, DatumError> {
         Err(not_self_describing("tuple struct"))
     }
     fn deserialize_map<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DatumError> {
@@ -328,7 +368,11 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
         fields: &'static [&'static str],
         v: V,
     ) -> Result<V::Value, DatumError> {
-        v.visit_seq(Fields { de: self, fields, next: 0 })
+        v.visit_seq(Fields {
+            de: self,
+            fields,
+            next: 0,
+        })
     }
     fn deserialize_enum<V: Visitor<'de>>(
         self,
@@ -361,7 +405,10 @@ struct Fields<'a, 'de> {
 impl<'de> de::SeqAccess<'de> for Fields<'_, 'de> {
     type Error = DatumError;
 
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, DatumError> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, DatumError> {
         let Some(&name) = self.fields.get(self.next) else {
             return Ok(None);
         };
@@ -415,7 +462,10 @@ impl<'a, 'de> Blocks<'a, 'de> {
 impl<'de> de::SeqAccess<'de> for Blocks<'_, 'de> {
     type Error = DatumError;
 
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, DatumError> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, DatumError> {
         if !self.advance()? {
             return Ok(None);
         }
@@ -434,7 +484,10 @@ impl<'de> de::SeqAccess<'de> for Blocks<'_, 'de> {
 impl<'de> de::MapAccess<'de> for Blocks<'_, 'de> {
     type Error = DatumError;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DatumError> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DatumError> {
         if !self.advance()? {
             return Ok(None);
         }
@@ -442,7 +495,10 @@ impl<'de> de::MapAccess<'de> for Blocks<'_, 'de> {
         seed.deserialize(&mut *self.de).map(Some)
     }
 
-    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DatumError> {
+    fn next_value_seed<V: DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, DatumError> {
         let i = self.index.saturating_sub(1);
         seed.deserialize(&mut *self.de)
             .map_err(|e| e.within(PathSeg::Key(format!("#{i}")), self.de.pos))
@@ -464,8 +520,12 @@ impl<'a, 'de> de::EnumAccess<'de> for Branch<'a, 'de> {
     type Error = DatumError;
     type Variant = Self;
 
-    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Self), DatumError> {
-        let index = u32::try_from(self.index).map_err(|_| self.de.invalid("branch index too large"))?;
+    fn variant_seed<V: DeserializeSeed<'de>>(
+        self,
+        seed: V,
+    ) -> Result<(V::Value, Self), DatumError> {
+        let index =
+            u32::try_from(self.index).map_err(|_| self.de.invalid("branch index too large"))?;
         let v = seed.deserialize(index.into_deserializer())?;
         Ok((v, self))
     }
@@ -478,7 +538,10 @@ impl<'de> de::VariantAccess<'de> for Branch<'_, 'de> {
         Ok(())
     }
 
-    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, DatumError> {
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(
+        self,
+        seed: T,
+    ) -> Result<T::Value, DatumError> {
         seed.deserialize(&mut *self.de)
             .map_err(|e| e.within(PathSeg::Field(self.name), self.de.pos))
     }
@@ -487,7 +550,11 @@ impl<'de> de::VariantAccess<'de> for Branch<'_, 'de> {
         Err(not_self_describing("tuple variant"))
     }
 
-    fn struct_variant<V: Visitor<'de>>(self, _: &'static [&'static str], _: V) -> Result<V::Value, DatumError> {
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        _: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, DatumError> {
         Err(not_self_describing("struct variant"))
     }
 }

@@ -10,7 +10,9 @@ use crate::codec::error::EncodeError;
 
 /// Appends the Avro binary encoding of `value` to `out`.
 pub fn to_vec_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    value.serialize(&mut Encoder { out }).map_err(|e| EncodeError::Unsupported(e.0))
+    value
+        .serialize(&mut Encoder { out })
+        .map_err(|e| EncodeError::Unsupported(e.0))
 }
 
 /// Internal error type serde requires; converted to [`EncodeError`].
@@ -36,7 +38,9 @@ struct Encoder<'a> {
 }
 
 fn unsupported<T>(what: &str) -> Result<T, SerError> {
-    Err(SerError(format!("{what} has no Avro encoding in Baton's mapping")))
+    Err(SerError(format!(
+        "{what} has no Avro encoding in Baton's mapping"
+    )))
 }
 
 impl<'a, 'b> ser::Serializer for &'b mut Encoder<'a> {
@@ -119,11 +123,20 @@ impl<'a, 'b> ser::Serializer for &'b mut Encoder<'a> {
     fn serialize_unit_struct(self, _: &'static str) -> Result<(), SerError> {
         Ok(())
     }
-    fn serialize_unit_variant(self, _: &'static str, index: u32, _: &'static str) -> Result<(), SerError> {
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        index: u32,
+        _: &'static str,
+    ) -> Result<(), SerError> {
         write_long(self.out, index as i64);
         Ok(())
     }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, value: &T) -> Result<(), SerError> {
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<(), SerError> {
         value.serialize(self)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
@@ -142,7 +155,11 @@ impl<'a, 'b> ser::Serializer for &'b mut Encoder<'a> {
     fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, SerError> {
         unsupported("a tuple")
     }
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct, SerError> {
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct, SerError> {
         unsupported("a tuple struct")
     }
     fn serialize_tuple_variant(
@@ -157,7 +174,11 @@ impl<'a, 'b> ser::Serializer for &'b mut Encoder<'a> {
     fn serialize_map(self, len: Option<usize>) -> Result<Self::SerializeMap, SerError> {
         Block::start(self, len)
     }
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, SerError> {
+    fn serialize_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStruct, SerError> {
         Ok(self)
     }
     fn serialize_struct_variant(
@@ -174,7 +195,11 @@ impl<'a, 'b> ser::Serializer for &'b mut Encoder<'a> {
 impl ser::SerializeStruct for &mut Encoder<'_> {
     type Ok = ();
     type Error = SerError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, _: &'static str, value: &T) -> Result<(), SerError> {
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<(), SerError> {
         value.serialize(&mut **self)
     }
     fn end(self) -> Result<(), SerError> {

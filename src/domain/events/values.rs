@@ -97,7 +97,8 @@ impl Timestamp {
 
     /// Parses RFC 3339 (`2026-11-22T09:30:00Z`).
     pub fn parse_rfc3339(s: &str) -> Result<Self, chrono::ParseError> {
-        DateTime::parse_from_rfc3339(s).map(|dt| Timestamp(dt.with_timezone(&Utc).timestamp_micros()))
+        DateTime::parse_from_rfc3339(s)
+            .map(|dt| Timestamp(dt.with_timezone(&Utc).timestamp_micros()))
     }
 }
 
@@ -260,7 +261,12 @@ mod tests {
         let json = serde_json::to_string(&t).unwrap();
         assert_eq!(json, "\"2026-11-22T09:30:00.123456Z\"");
         assert_eq!(serde_json::from_str::<Timestamp>(&json).unwrap(), t);
-        assert_eq!(serde_json::from_str::<Timestamp>("1700000000000000").unwrap().0, 1_700_000_000_000_000);
+        assert_eq!(
+            serde_json::from_str::<Timestamp>("1700000000000000")
+                .unwrap()
+                .0,
+            1_700_000_000_000_000
+        );
     }
 
     #[test]

@@ -81,6 +81,7 @@
 //! (and on every `high_watermark`), it rescans the files for frames, segments
 //! and topics another process added, accepting only frames that validate, so
 //! a batch still being written is invisible until complete.
+
 mod config;
 mod files;
 mod format;
@@ -105,14 +106,14 @@ use super::{EventLog, LogError, Offset, ProducerRecord, StoredRecord, TopicParti
 
 /// The embedded log. See the module docs for format and guarantees.
 pub struct EmbeddedLog {
-    inner: Arc<Store>,
+    store: Arc<Store>,
     flusher: Option<Flusher>,
 }
 
 impl std::fmt::Debug for EmbeddedLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EmbeddedLog")
-            .field("config", &self.inner.config)
+            .field("config", &self.store.config)
             .finish_non_exhaustive()
     }
 }
@@ -121,14 +122,14 @@ impl EmbeddedLog {
     /// Opens (creating it if needed, unless read-only) the log at
     /// `config.root`, recovering torn tails when writable.
     pub fn open(config: EmbeddedConfig) -> Result<Self, LogError> {
-        let inner = Arc::new(Store::open(config)?);
-        let flusher = match inner.config.fsync {
-            FsyncPolicy::Interval(every) if !inner.config.read_only => {
-                let weak = Arc::downgrade(&inner);
+        let store = Arc::new(Store::open(config)?);
+        let flusher = match store.config.fsync {
+            FsyncPolicy::Interval(every) if !store.config.read_only => {
+                let weak = Arc::downgrade(&store);
                 Some(Flusher::start(every, move || match weak.upgrade() {
-                    Some(inner) => {
-                        if let Err(e) = inner.sync_dirty() {
-                            tracing::warn!(error = %e, "background fsync of the log failed; will retry");
+                    Some(store) => {
+                        if let Err(e) = store.sync_dirty() {
+                            tracing::warn!(error = %e, "background fsync of the log failed");
                         }
                         true
                     }
@@ -137,20 +138,20 @@ impl EmbeddedLog {
             }
             _ => None,
         };
-        Ok(Self { inner, flusher })
+        Ok(Self { store, flusher })
     }
 
     /// The configuration this log was opened with.
     pub fn config(&self) -> &EmbeddedConfig {
-        &self.inner.config
+        &self.store.config
     }
 }
 
 impl Drop for EmbeddedLog {
     fn drop(&mut self) {
         drop(self.flusher.take());
-        if !self.inner.config.read_only {
-            if let Err(e) = self.inner.sync_dirty() {
+        if !self.store.config.read_only {
+            if let Err(e) = self.store.sync_dirty() {
                 tracing::warn!(error = %e, "final fsync of the log failed");
             }
         }
@@ -160,15 +161,15 @@ impl Drop for EmbeddedLog {
 #[async_trait]
 impl EventLog for EmbeddedLog {
     async fn create_topic(&self, spec: &TopicSpec) -> Result<(), LogError> {
-        self.inner.create_topic(spec)
+        self.store.create_topic(spec)
     }
 
     async fn list_topics(&self) -> Result<Vec<TopicSpec>, LogError> {
-        self.inner.list_topics()
+        self.store.list_topics()
     }
 
     async fn partition_count(&self, topic: &str) -> Result<u32, LogError> {
-        Ok(self.inner.topic(topic)?.spec.partitions)
+        Ok(self.store.topic(topic)?.spec.partitions)
     }
 
     async fn append(
@@ -177,7 +178,7 @@ impl EventLog for EmbeddedLog {
         partition: u32,
         records: Vec<ProducerRecord>,
     ) -> Result<Vec<Offset>, LogError> {
-        self.inner.append(topic, partition, records)
+        self.store.append(topic, partition, records)
     }
 
     async fn read(
@@ -187,17 +188,17 @@ impl EventLog for EmbeddedLog {
         from: Offset,
         max_records: usize,
     ) -> Result<Vec<StoredRecord>, LogError> {
-        self.inner
+        self.store
             .partition(topic, partition)?
             .read(from, max_records)
     }
 
     async fn high_watermark(&self, topic: &str, partition: u32) -> Result<Offset, LogError> {
-        self.inner.partition(topic, partition)?.high_watermark()
+        self.store.partition(topic, partition)?.high_watermark()
     }
 
     async fn log_start(&self, topic: &str, partition: u32) -> Result<Offset, LogError> {
-        Ok(self.inner.partition(topic, partition)?.log_start())
+        Ok(self.store.partition(topic, partition)?.log_start())
     }
 
     async fn commit(
@@ -205,13 +206,13 @@ impl EventLog for EmbeddedLog {
         group: &str,
         offsets: &[(TopicPartition, Offset)],
     ) -> Result<(), LogError> {
-        if self.inner.config.read_only {
-            return Err(self.inner.read_only_err());
+        if self.store.config.read_only {
+            return Err(self.store.read_only_err());
         }
         for (tp, _) in offsets {
-            self.inner.partition(&tp.topic, tp.partition)?;
+            self.store.partition(&tp.topic, tp.partition)?;
         }
-        self.inner.groups.commit(group, offsets)
+        self.store.groups.commit(group, offsets)
     }
 
     async fn committed(
@@ -219,14 +220,14 @@ impl EventLog for EmbeddedLog {
         group: &str,
         tp: &TopicPartition,
     ) -> Result<Option<Offset>, LogError> {
-        self.inner.partition(&tp.topic, tp.partition)?;
-        self.inner.groups.committed(group, tp)
+        self.store.partition(&tp.topic, tp.partition)?;
+        self.store.groups.committed(group, tp)
     }
 
     async fn flush(&self) -> Result<(), LogError> {
-        if self.inner.config.read_only {
+        if self.store.config.read_only {
             return Ok(());
         }
-        self.inner.sync_dirty()
+        self.store.sync_dirty()
     }
 }

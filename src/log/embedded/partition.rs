@@ -20,6 +20,47 @@ use super::format::seal_frame;
 use super::segment::{read_records, scan, ReadPlan, Segment, SparseIndex};
 use crate::log::{LogError, Offset, StoredRecord, TopicPartition};
 
+/// What a read does next: read a planned range, or first index a sealed
+/// segment (outside the lock).
+enum Step {
+    Read(ReadPlan),
+    Index(IndexJob),
+}
+
+/// A sealed segment to validate and index on its first read.
+struct IndexJob {
+    /// Its position in `State::segments` (which only ever grows at the end).
+    i: usize,
+    file: Arc<std::fs::File>,
+    path: PathBuf,
+    len: u64,
+    base: Offset,
+    next_offset: Offset,
+}
+
+impl IndexJob {
+    /// Scans the whole segment; any bad frame, or an end that does not meet
+    /// the next segment, is corruption (sealed segments were fsynced whole).
+    fn build(&self) -> Result<SparseIndex, LogError> {
+        let mut index = SparseIndex::default();
+        let outcome = scan(&self.file, 0, self.len, self.base, &mut index)
+            .map_err(io_err("read", &self.path))?;
+        let reason = match outcome.stop {
+            Some(r) => r,
+            None if outcome.next_offset != self.next_offset => format!(
+                "segment ends at offset {} but the next one starts at {}",
+                outcome.next_offset, self.next_offset
+            ),
+            None => return Ok(index),
+        };
+        Err(LogError::Corrupt {
+            path: self.path.display().to_string(),
+            position: outcome.valid_len,
+            reason,
+        })
+    }
+}
+
 #[derive(Debug)]
 struct State {
     segments: Vec<Segment>,
@@ -243,6 +284,21 @@ impl Partition {
                 }
                 self.plan(&mut st, cursor)?
             };
+            let plan = match plan {
+                Step::Read(plan) => plan,
+                Step::Index(job) => {
+                    // Scanning a sealed segment can take a while: do it
+                    // without the lock so appends carry on meanwhile.
+                    let index = job.build()?;
+                    let mut st = self.lock();
+                    if let Some(seg) = st.segments.get_mut(job.i) {
+                        if seg.base == job.base && seg.index.is_none() {
+                            seg.index = Some(index);
+                        }
+                    }
+                    continue;
+                }
+            };
             read_records(&plan, self.tp.partition, cursor, max, &mut out)?;
             if plan.next_offset <= cursor {
                 break; // cannot happen with consistent state; never spin
@@ -252,9 +308,9 @@ impl Partition {
         Ok(out)
     }
 
-    /// Locates `offset` (below the high watermark), indexing its segment
-    /// first if this is the first read of a sealed segment.
-    fn plan(&self, st: &mut State, offset: Offset) -> Result<ReadPlan, LogError> {
+    /// Locates `offset` (below the high watermark), or says which sealed
+    /// segment must be indexed first.
+    fn plan(&self, st: &mut State, offset: Offset) -> Result<Step, LogError> {
         let i = st
             .segments
             .partition_point(|s| s.base <= offset)
@@ -272,37 +328,25 @@ impl Partition {
                 f
             }
         };
-        if seg.index.is_none() {
-            let mut index = SparseIndex::default();
-            let outcome =
-                scan(&file, 0, seg.len, seg.base, &mut index).map_err(io_err("read", &seg.path))?;
-            let reason = match outcome.stop {
-                Some(r) => Some(r),
-                None if outcome.next_offset != seg.next_offset => Some(format!(
-                    "segment ends at offset {} but the next one starts at {}",
-                    outcome.next_offset, seg.next_offset
-                )),
-                None => None,
-            };
-            if let Some(reason) = reason {
-                return Err(LogError::Corrupt {
-                    path: seg.path.display().to_string(),
-                    position: outcome.valid_len,
-                    reason,
-                });
-            }
-            seg.index = Some(index);
-        }
-        let pos = seg.index.as_ref().map_or(0, |ix| ix.lookup(offset));
-        Ok(ReadPlan {
+        let Some(index) = &seg.index else {
+            return Ok(Step::Index(IndexJob {
+                i,
+                file,
+                path: seg.path.clone(),
+                len: seg.len,
+                base: seg.base,
+                next_offset: seg.next_offset,
+            }));
+        };
+        let pos = index.lookup(offset);
+        Ok(Step::Read(ReadPlan {
             file,
             path: seg.path.clone(),
             pos,
             end: seg.len,
             next_offset: seg.next_offset,
-        })
+        }))
     }
-
     /// Read-only: picks up frames and segments another process appended
     /// since we last looked. New segment files are listed *before* the
     /// current one is rescanned: the writer completes a segment before
@@ -323,7 +367,11 @@ impl Partition {
         }
         for (base, path) in newer {
             if base < st.hwm {
-                tracing::warn!(file = %path.display(), hwm = st.hwm, "ignoring segment that overlaps the previous one");
+                tracing::warn!(
+                    file = %path.display(),
+                    hwm = st.hwm,
+                    "ignoring segment that overlaps the previous one"
+                );
                 continue;
             }
             if let Some(prev) = st.segments.last_mut() {

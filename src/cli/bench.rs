@@ -1,0 +1,147 @@
+//! `baton bench`: the foundation's throughput figures in one run, as JSON
+//! (machine-readable) or text. Each figure is measured in the same process
+//! on the same data, so the ratios hold on a shared, noisy machine:
+//! Baton's codec vs apache-avro's generic `Value` decoder on the same bytes,
+//! and the embedded log's batched append and full scan.
+
+use std::hint::black_box;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use clap::Args;
+use serde_json::json;
+
+use crate::codec::{samples, Codec};
+use crate::log::embedded::{EmbeddedConfig, EmbeddedLog, FsyncPolicy};
+use crate::log::{EventLog, ProducerRecord, TopicSpec};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Events for the codec loops.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub codec_events: u64,
+    /// Records for the log append and scan.
+    #[arg(long, default_value_t = 2_000_000)]
+    pub log_records: u64,
+    /// Records per appended batch.
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn rate(n: u64, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64().max(1e-9)
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let codec = Codec::builtin()?;
+    let event = samples::step_succeeded();
+    let bytes = codec.encode(&event)?;
+
+    let mut buf = Vec::with_capacity(512);
+    let t = Instant::now();
+    for _ in 0..args.codec_events {
+        buf.clear();
+        codec.encode_into(black_box(&event), &mut buf)?;
+    }
+    let encode = rate(args.codec_events, t.elapsed());
+
+    let t = Instant::now();
+    for _ in 0..args.codec_events {
+        black_box(codec.decode(black_box(&bytes))?);
+    }
+    let decode = rate(args.codec_events, t.elapsed());
+
+    // apache-avro's generic single-object reader (names resolved once, as
+    // fair as that path gets); it is much slower, so a tenth of the events.
+    let generic =
+        apache_avro::GenericSingleObjectReader::new(codec.registry().current().schema.clone())?;
+    let generic_n = (args.codec_events / 10).max(1);
+    let t = Instant::now();
+    for _ in 0..generic_n {
+        black_box(generic.read_value(&mut &bytes[..])?);
+    }
+    let decode_generic = rate(generic_n, t.elapsed());
+
+    let dir = std::env::temp_dir().join(format!("baton-bench-{}", std::process::id()));
+    let result = log_bench(&dir, &bytes, args.log_records, args.batch).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let (append, scan) = result?;
+
+    let report = json!({
+        "event_bytes": bytes.len(),
+        "codec": {
+            "events": args.codec_events,
+            "encode_events_per_s": encode,
+            "decode_events_per_s": decode,
+            "decode_apache_avro_value_events_per_s": decode_generic,
+            "decode_speedup_vs_apache_avro_value": decode / decode_generic.max(1e-9),
+        },
+        "embedded_log": {
+            "records": args.log_records,
+            "batch": args.batch,
+            "fsync": "interval:100",
+            "append_records_per_s": append,
+            "scan_records_per_s": scan,
+        }
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        println!("event: StepSucceeded, {} bytes", bytes.len());
+        println!("codec encode          {encode:>12.0} events/s");
+        println!("codec decode          {decode:>12.0} events/s");
+        println!("apache-avro Value     {decode_generic:>12.0} events/s (decode, same bytes)");
+        println!(
+            "log append (batched)  {append:>12.0} records/s (batch {}, fsync interval:100)",
+            args.batch
+        );
+        println!("log full scan         {scan:>12.0} records/s");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn log_bench(
+    dir: &std::path::Path,
+    value: &[u8],
+    records: u64,
+    batch: usize,
+) -> anyhow::Result<(f64, f64)> {
+    let log = EmbeddedLog::open(EmbeddedConfig {
+        fsync: FsyncPolicy::Interval(Duration::from_millis(100)),
+        ..EmbeddedConfig::new(dir)
+    })
+    .with_context(|| format!("opening a scratch log in {}", dir.display()))?;
+    log.create_topic(&TopicSpec::new("bench", 1)).await?;
+    let value = Bytes::copy_from_slice(value);
+    let key = Bytes::from_static(b"wf-000042");
+    let batch = batch.max(1);
+    let t = Instant::now();
+    let mut written = 0u64;
+    while written < records {
+        let n = batch.min((records - written) as usize);
+        let recs = (0..n)
+            .map(|_| ProducerRecord::new(Some(key.clone()), value.clone()))
+            .collect();
+        log.append("bench", 0, recs).await?;
+        written += n as u64;
+    }
+    log.flush().await?;
+    let append = rate(records, t.elapsed());
+
+    let t = Instant::now();
+    let (mut next, mut seen) = (0u64, 0u64);
+    loop {
+        let got = log.read("bench", 0, next, 10_000).await?;
+        let Some(last) = got.last() else { break };
+        next = last.offset + 1;
+        seen += got.len() as u64;
+    }
+    let scan = rate(seen, t.elapsed());
+    anyhow::ensure!(seen == records, "scanned {seen} of {records} records");
+    Ok((append, scan))
+}
