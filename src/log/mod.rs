@@ -166,11 +166,12 @@ pub enum LogError {
         position: u64,
         reason: String,
     },
-    #[error("{context}: {source}")]
+    /// Display includes the IO error; it is deliberately not also exposed as
+    /// `source()`, so error chains print it once.
+    #[error("{context}: {error}")]
     Io {
         context: String,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("broker error: {0}")]
     Broker(String),
@@ -181,7 +182,7 @@ impl LogError {
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         LogError::Io {
             context: context.into(),
-            source,
+            error: source,
         }
     }
 }

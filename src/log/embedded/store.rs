@@ -98,7 +98,7 @@ impl Store {
             if !root.is_dir() {
                 return Err(LogError::io(
                     format!("open log {} read-only", root.display()),
-                    io::Error::new(io::ErrorKind::NotFound, "no log has been written there yet"),
+                    io::Error::new(io::ErrorKind::NotFound, "no log has been written there yet (check --data-dir, or run `baton produce` or `baton demo` first)"),
                 ));
             }
             None
