@@ -3,3 +3,4 @@
 //! depends on tokio, sled or rdkafka.
 
 pub mod events;
+pub mod workflow;

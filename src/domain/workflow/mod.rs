@@ -1,0 +1,7 @@
+//! The workflow domain. Today: validation of submitted definitions into a
+//! checked DAG. The workflow decider (readiness, retries, timeouts,
+//! admission) builds on it with the engine.
+
+pub mod validate;
+
+pub use validate::{validate, Dag, DefinitionError, Limits};
