@@ -20,7 +20,7 @@ step "cargo clippy -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 
 step "cargo test"
-cargo test --locked --all-features -- --color never
+cargo test --locked --all-features
 
 step "benches compile"
 cargo bench --locked --no-run --quiet

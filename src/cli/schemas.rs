@@ -22,35 +22,45 @@ pub struct SchemasArgs {
 
 pub fn run(args: SchemasArgs) -> anyhow::Result<ExitCode> {
     let registry = SchemaRegistry::builtin()?;
-    if args.bundle {
-        println!("{}", registry.bundle_json());
+    let text = if args.bundle {
+        registry.bundle_json() + "\n"
     } else if args.markdown {
-        print!("{}", markdown(&registry));
+        markdown(&registry)
     } else {
-        println!("envelope versions (C3 01 + fingerprint, little-endian):");
-        for v in registry.versions() {
-            let current = if v.fingerprint == registry.current().fingerprint {
-                "  <- current"
-            } else {
-                ""
-            };
-            println!("  {:<14} {:#018x}{current}", v.label, v.fingerprint);
-        }
-        println!("\nevent types (payload union order):");
-        for (name, category) in Payload::TYPES {
-            let entry = registry.catalog().iter().find(|e| e.name == *name);
-            let fields: Vec<&str> = entry
-                .map(|e| e.members.iter().map(|(f, _)| f.as_str()).collect())
-                .unwrap_or_default();
-            println!(
-                "  {:<22} {:<8} {}",
-                name,
-                category_name(*category),
-                fields.join(", ")
-            );
-        }
-    }
+        listing(&registry)
+    };
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
     Ok(ExitCode::SUCCESS)
+}
+
+fn listing(registry: &SchemaRegistry) -> String {
+    let mut out = String::from("envelope versions (C3 01 + fingerprint, little-endian):\n");
+    for v in registry.versions() {
+        let current = if v.fingerprint == registry.current().fingerprint {
+            "  <- current"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "  {:<14} {:#018x}{current}\n",
+            v.label, v.fingerprint
+        ));
+    }
+    out.push_str("\nevent types (payload union order):\n");
+    for (name, category) in Payload::TYPES {
+        let entry = registry.catalog().iter().find(|e| e.name == *name);
+        let fields: Vec<&str> = entry
+            .map(|e| e.members.iter().map(|(f, _)| f.as_str()).collect())
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "  {:<22} {:<8} {}\n",
+            name,
+            category_name(*category),
+            fields.join(", ")
+        ));
+    }
+    out
 }
 
 fn category_name(c: Category) -> &'static str {

@@ -12,6 +12,7 @@
 //! limit (default 1 MiB) is decoded or encoded.
 
 pub mod binary;
+pub mod canonical;
 pub mod error;
 pub mod json;
 pub mod rabin;

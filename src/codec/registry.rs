@@ -18,7 +18,7 @@ use apache_avro::Schema;
 use serde_json::{Map, Value};
 
 use super::error::SchemaError;
-use super::rabin;
+use super::{canonical, rabin};
 
 include!(concat!(env!("OUT_DIR"), "/schema_files.rs"));
 
@@ -171,7 +171,7 @@ fn version(label: &str, json: &Value) -> Result<EnvelopeVersion, SchemaError> {
         what: label.to_string(),
         reason: e.to_string(),
     })?;
-    let canonical_form = schema.canonical_form();
+    let canonical_form = canonical::parsing_canonical_form(json);
     Ok(EnvelopeVersion {
         label: label.to_string(),
         fingerprint: rabin::fingerprint(canonical_form.as_bytes()),
