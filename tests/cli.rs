@@ -247,3 +247,70 @@ fn schema_catalog_page_is_in_sync() {
         "schemas/README.md is stale: run `cargo run -- schemas --markdown > schemas/README.md`"
     );
 }
+
+#[test]
+fn tail_follow_sees_records_appended_by_another_process() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(baton(dir.path(), &["produce"], SUBMIT).status.success());
+    let follower = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["tail", "--follow", "--max", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Give the follower time to open the log and take its start position.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let lines = [
+        r#"{"event_id":"00000000-0000-4000-8000-00000000000a","payload":{"CancelWorkflow":{"workflow_id":"wf-a"}}}"#,
+        r#"{"event_id":"00000000-0000-4000-8000-00000000000b","payload":{"CancelWorkflow":{"workflow_id":"wf-b"}}}"#,
+    ];
+    for line in lines {
+        let o = baton(dir.path(), &["produce"], line);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    // Bounded wait: the follower exits after --max 2 records.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut follower = follower;
+    loop {
+        if follower.try_wait().unwrap().is_some() {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            follower.kill().ok();
+            panic!("tail --follow did not see 2 new records within 30 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = follower.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ids: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["event"]["event_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let mut ids_sorted = ids.clone();
+    ids_sorted.sort();
+    assert_eq!(
+        ids_sorted,
+        [
+            "00000000-0000-4000-8000-00000000000a",
+            "00000000-0000-4000-8000-00000000000b"
+        ],
+        "only the new records, not the one produced before following"
+    );
+}
+
+#[test]
+fn invalid_topic_name_is_a_usage_error_before_reading_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = baton(dir.path(), &["produce", "--topic", "bad/topic"], SUBMIT);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("invalid topic name"), "{}", stderr(&o));
+}

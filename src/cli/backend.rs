@@ -54,7 +54,10 @@ pub async fn ensure_topics(
     }
     let existing = log.list_topics().await?;
     for spec in specs {
-        if existing.iter().any(|t| t.name == spec.name) {
+        if let Some(t) = existing.iter().find(|t| t.name == spec.name) {
+            if t.partitions != spec.partitions {
+                tracing::warn!(topic = %t.name, partitions = t.partitions, requested = spec.partitions, "topic exists with a different partition count; keeping it");
+            }
             continue;
         }
         match log.create_topic(&spec).await {

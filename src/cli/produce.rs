@@ -4,8 +4,11 @@
 //! schema and encoded first; if any line fails, each failure is reported as
 //! `line N: reason` and nothing is written (exit 1). With `--skip-invalid`
 //! the valid lines are written and the invalid ones reported (exit 1 if any
-//! was skipped). Records are appended as one atomic batch per partition, so
-//! no partial record or batch is ever visible.
+//! was skipped). Records are appended as one atomic batch per partition
+//! (each checked to fit before any is written), so no partial record or
+//! batch is ever visible. Atomicity across partitions is not promised: if an
+//! IO error stops the run between partitions, the error names the
+//! partitions already written.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
@@ -17,10 +20,11 @@ use bytes::Bytes;
 use clap::Args;
 
 use super::backend::{self, Access};
-use super::GlobalArgs;
+use super::{GlobalArgs, UsageError};
 use crate::codec::json::parse_event;
 use crate::codec::{Codec, DEFAULT_MAX_EVENT_BYTES};
 use crate::domain::events::Timestamp;
+use crate::log::embedded::{validate_topic_name, DEFAULT_MAX_BATCH_BYTES};
 use crate::log::{partition_for_key, ProducerRecord};
 
 #[derive(Debug, Args)]
@@ -41,9 +45,10 @@ pub struct ProduceArgs {
     /// `producer` for events that do not name one.
     #[arg(long, default_value = "baton-cli")]
     pub producer: String,
-    /// Largest encoded event accepted, in bytes.
-    #[arg(long, default_value_t = DEFAULT_MAX_EVENT_BYTES)]
-    pub max_event_bytes: usize,
+    /// Largest encoded event accepted, in bytes (at most the 1 MiB every
+    /// reader accepts).
+    #[arg(long, default_value_t = DEFAULT_MAX_EVENT_BYTES as u64, value_parser = clap::value_parser!(u64).range(64..=DEFAULT_MAX_EVENT_BYTES as u64))]
+    pub max_event_bytes: u64,
 }
 
 struct Encoded {
@@ -52,7 +57,15 @@ struct Encoded {
     timestamp_ms: i64,
 }
 
+/// Per-record framing overhead in a log batch, generously rounded up.
+const RECORD_OVERHEAD: usize = 64;
+
 pub async fn run(global: &GlobalArgs, args: ProduceArgs) -> anyhow::Result<ExitCode> {
+    let topic = args
+        .topic
+        .clone()
+        .unwrap_or_else(|| global.topics().ingress());
+    validate_topic_name(&topic).map_err(|e| UsageError(format!("--topic: {e}")))?;
     let input: Box<dyn Read> = match &args.file {
         Some(path) => Box::new(
             std::fs::File::open(path)
@@ -60,7 +73,7 @@ pub async fn run(global: &GlobalArgs, args: ProduceArgs) -> anyhow::Result<ExitC
         ),
         None => Box::new(std::io::stdin()),
     };
-    let codec = Codec::builtin()?.with_max_event_bytes(args.max_event_bytes);
+    let codec = Codec::builtin()?.with_max_event_bytes(args.max_event_bytes as usize);
     let now = Timestamp::from_datetime(chrono::Utc::now());
 
     let mut valid = Vec::new();
@@ -129,12 +142,36 @@ pub async fn run(global: &GlobalArgs, args: ProduceArgs) -> anyhow::Result<ExitC
             timestamp_ms: Some(e.timestamp_ms),
         });
     }
+    // Each partition's records go in one atomic batch; check every batch
+    // fits before writing any, so a too-large input writes nothing.
+    for (p, records) in &batches {
+        let size: usize = records
+            .iter()
+            .map(|r| r.value.len() + r.key.as_ref().map_or(0, |k| k.len()) + RECORD_OVERHEAD)
+            .sum();
+        if size > DEFAULT_MAX_BATCH_BYTES {
+            eprintln!(
+                "error: the input for {topic}/{p} is about {size} bytes, over the {DEFAULT_MAX_BATCH_BYTES}-byte \
+                 limit of one atomic batch; nothing was written (split the input into smaller files)"
+            );
+            return Ok(ExitCode::from(1));
+        }
+    }
     let mut placed = Vec::new();
     for (p, records) in batches {
-        let offsets = log
-            .append(&topic, p, records)
-            .await
-            .with_context(|| format!("appending to {topic}/{p}"))?;
+        let offsets = match log.append(&topic, p, records).await {
+            Ok(offsets) => offsets,
+            Err(e) => {
+                let written = if placed.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    placed.join(", ")
+                };
+                return Err(anyhow::Error::new(e).context(format!(
+                    "appending to {topic}/{p} failed; already written (partition:offsets): {written}"
+                )));
+            }
+        };
         if let (Some(first), Some(last)) = (offsets.first(), offsets.last()) {
             placed.push(format!("{p}:{first}..={last}"));
         }

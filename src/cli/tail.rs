@@ -9,6 +9,8 @@
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -74,13 +76,24 @@ pub async fn run(global: &GlobalArgs, args: TailArgs) -> anyhow::Result<ExitCode
     }
 
     let codec = Codec::builtin()?;
+    // One Ctrl-C listener for the whole run, checked between batches, so an
+    // interrupt is seen while catching up, not only while idle.
+    let stop = Arc::new(AtomicBool::new(false));
+    if args.follow {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                stop.store(true, Ordering::Relaxed);
+            }
+        });
+    }
     let mut printed = 0u64;
     let limit = args.max.unwrap_or(u64::MAX);
     let stdout = std::io::stdout();
     loop {
         let mut progressed = false;
         for (p, next) in positions.iter_mut() {
-            while printed < limit {
+            while printed < limit && !stop.load(Ordering::Relaxed) {
                 let want = BATCH.min((limit - printed).min(BATCH as u64) as usize);
                 let records = log.read(&topic, *p, *next, want).await?;
                 if records.is_empty() {
@@ -102,14 +115,11 @@ pub async fn run(global: &GlobalArgs, args: TailArgs) -> anyhow::Result<ExitCode
                 progressed = true;
             }
         }
-        if printed >= limit || (!args.follow && !progressed) {
+        if printed >= limit || stop.load(Ordering::Relaxed) || (!args.follow && !progressed) {
             break;
         }
         if !progressed {
-            tokio::select! {
-                _ = tokio::time::sleep(POLL) => {}
-                _ = tokio::signal::ctrl_c() => break,
-            }
+            tokio::time::sleep(POLL).await;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -105,7 +105,7 @@ pub(crate) fn open_segment(path: &Path, writable: bool, create: bool) -> Result<
 }
 
 /// Kafka's topic name rule; it also keeps the name safe as a directory name.
-pub(crate) fn validate_topic_name(name: &str) -> Result<(), LogError> {
+pub fn validate_topic_name(name: &str) -> Result<(), LogError> {
     let ok = (1..=249).contains(&name.len())
         && name != "."
         && name != ".."

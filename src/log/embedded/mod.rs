@@ -95,6 +95,7 @@ pub use config::{
     EmbeddedConfig, FsyncPolicy, ParseFsyncPolicyError, DEFAULT_MAX_BATCH_BYTES,
     DEFAULT_SEGMENT_BYTES,
 };
+pub use files::validate_topic_name;
 
 use std::sync::Arc;
 

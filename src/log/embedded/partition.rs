@@ -65,6 +65,10 @@ impl IndexJob {
 struct State {
     segments: Vec<Segment>,
     hwm: Offset,
+    /// Set when a write or fsync failed: the file's tail and the page cache
+    /// are then uncertain, so no further append is accepted until the log is
+    /// reopened (and recovery re-validates the tail).
+    failed: Option<String>,
 }
 
 /// One partition of a topic.
@@ -108,7 +112,11 @@ impl Partition {
                 next_offset,
             });
         }
-        let mut state = State { segments, hwm: 0 };
+        let mut state = State {
+            segments,
+            hwm: 0,
+            failed: None,
+        };
         if let Some(last) = state.segments.last_mut() {
             let file = open_segment(&last.path, !read_only, false)?;
             let file_len = last.len;
@@ -160,6 +168,12 @@ impl Partition {
         fsync_now: bool,
     ) -> Result<Offset, LogError> {
         let mut st = self.lock();
+        if let Some(reason) = &st.failed {
+            return Err(LogError::io(
+                format!("append to {} refused: an earlier write failed ({reason}); reopen the log to recover", self.tp),
+                std::io::Error::other("partition failed"),
+            ));
+        }
         let base = st.hwm;
         seal_frame(&mut frame, base);
         let needs_roll = st
@@ -187,10 +201,9 @@ impl Partition {
             // sequence of valid frames; if even that fails, the next open's
             // recovery will.
             let _ = file.set_len(active.len);
-            return Err(LogError::io(
-                format!("append to {}", active.path.display()),
-                e,
-            ));
+            let path = active.path.display().to_string();
+            st.failed = Some(e.to_string());
+            return Err(LogError::io(format!("append to {path}"), e));
         }
         if let Some(index) = active.index.as_mut() {
             index.note(base, active.len);

@@ -110,6 +110,11 @@ impl Store {
                 fs::create_dir_all(dir)
                     .map_err(|e| LogError::io(format!("create {}", dir.display()), e))?;
             }
+            // Make the new directory entries themselves durable.
+            sync_dir(&root)?;
+            if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+                sync_dir(parent)?;
+            }
             Some(lock)
         };
         let durable = config.fsync == FsyncPolicy::Always;
