@@ -11,6 +11,8 @@
 //! branch that structurally fits, which confuses records sharing field
 //! names; this module exists to get that right.
 //!
+//! Named types match by name or by one of the reader's aliases.
+//!
 //! Invariant: like the fast decoder, every read is bounds-checked; hostile
 //! input yields an error, never a panic or an oversized allocation.
 
@@ -101,6 +103,18 @@ fn short_name(s: &Schema) -> Option<&str> {
     }
 }
 
+/// Short names a reader's named type also answers to (its aliases).
+fn aliases(s: &Schema) -> Vec<String> {
+    let list = match s {
+        Schema::Record(r) => r.aliases.as_ref(),
+        Schema::Enum(e) => e.aliases.as_ref(),
+        Schema::Fixed(f) => f.aliases.as_ref(),
+        _ => None,
+    };
+    list.map(|a| a.iter().map(|x| x.name()).collect())
+        .unwrap_or_default()
+}
+
 /// The primitive kind a schema is encoded as (logical types by their base).
 fn base(s: &Schema) -> &'static str {
     match s {
@@ -145,7 +159,9 @@ impl<'w, 'r> Transcoder<'w, 'r> {
     fn matches(&self, w: &Schema, r: &Schema) -> bool {
         let (w, r) = (self.wn.deref(w), self.rn.deref(r));
         match (short_name(w), short_name(r)) {
-            (Some(a), Some(b)) => a == b && base(w) == base(r),
+            (Some(a), Some(b)) => {
+                (a == b || aliases(r).iter().any(|x| x == a)) && base(w) == base(r)
+            }
             (None, None) => match (w, r) {
                 (Schema::Array(a), Schema::Array(b)) => self.matches(&a.items, &b.items),
                 (Schema::Map(a), Schema::Map(b)) => self.matches(&a.types, &b.types),
@@ -182,6 +198,13 @@ impl<'w, 'r> Transcoder<'w, 'r> {
                 })?;
                 write_long(out, i as i64);
                 self.value(w, rb, d, out, depth + 1)
+            }
+            (Schema::Record(_) | Schema::Enum(_) | Schema::Fixed(_), _) if !self.matches(w, r) => {
+                Err(d.invalid(format!(
+                    "writer type {} cannot be read as {}",
+                    short_name(w).unwrap_or("?"),
+                    short_name(r).unwrap_or(base(r))
+                )))
             }
             (Schema::Record(wr), Schema::Record(rr)) => self.record(wr, rr, d, out, depth),
             (Schema::Enum(we), Schema::Enum(re)) => {
@@ -453,12 +476,95 @@ impl<'w, 'r> Transcoder<'w, 'r> {
                 }
                 other => Err(format!("number default for {other}")),
             },
-            (_, Json::String(text)) if matches!(base(s), "string" | "bytes") => {
+            (_, Json::String(text)) if base(s) == "string" => {
                 write_long(out, text.len() as i64);
                 out.extend_from_slice(text.as_bytes());
                 Ok(())
             }
+            // Bytes and fixed defaults are ISO-8859-1 text: one char per byte.
+            (_, Json::String(text)) if matches!(base(s), "bytes" | "fixed") => {
+                let bytes: Vec<u8> = text
+                    .chars()
+                    .map(|c| {
+                        u8::try_from(u32::from(c))
+                            .map_err(|_| format!("default char {c:?} is not ISO-8859-1"))
+                    })
+                    .collect::<Result<_, _>>()?;
+                match s {
+                    Schema::Fixed(f) if f.size != bytes.len() => {
+                        return Err(format!(
+                            "fixed default has {} bytes, not {}",
+                            bytes.len(),
+                            f.size
+                        ))
+                    }
+                    Schema::Fixed(_) | Schema::Duration => {}
+                    _ => write_long(out, bytes.len() as i64),
+                }
+                out.extend_from_slice(&bytes);
+                Ok(())
+            }
             _ => Err(format!("default {v} does not fit type {}", base(s))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema(s: &str) -> Schema {
+        Schema::parse_str(s).unwrap()
+    }
+
+    fn run(w: &str, r: &str, datum: &[u8]) -> Result<Vec<u8>, DatumError> {
+        transcode(&schema(w), &schema(r), datum).map(|(out, used)| {
+            assert_eq!(used, datum.len());
+            out
+        })
+    }
+
+    const TWO: &str = r#"[{"type":"record","name":"A","fields":[{"name":"x","type":"int"}]},
+                          {"type":"record","name":"B","fields":[{"name":"x","type":"int"}]}]"#;
+
+    #[test]
+    fn union_branches_match_by_record_name_not_shape() {
+        let reader = r#"[{"type":"record","name":"B","fields":[{"name":"x","type":"int"}]},
+                         {"type":"record","name":"A","fields":[{"name":"x","type":"int"}]}]"#;
+        // Writer branch 1 (B, x=3) is reader branch 0.
+        assert_eq!(run(TWO, reader, &[2, 6]).unwrap(), vec![0, 6]);
+    }
+
+    #[test]
+    fn promotions_defaults_and_enum_symbols() {
+        let w = r#"{"type":"record","name":"R","fields":[{"name":"n","type":"int"},
+                   {"name":"e","type":{"type":"enum","name":"E","symbols":["A","B"]}}]}"#;
+        let r = r#"{"type":"record","name":"R","fields":[
+                   {"name":"e","type":{"type":"enum","name":"E","symbols":["B","A"]}},
+                   {"name":"n","type":"long"},
+                   {"name":"b","type":"bytes","default":"\u00ff"},
+                   {"name":"s","type":["null","string"],"default":null}]}"#;
+        // n=1 (int), e=B (index 1) → e=B (reader index 0), n=1 (long), b=[FF], s=null.
+        assert_eq!(run(w, r, &[2, 2]).unwrap(), vec![0, 2, 2, 0xff, 0]);
+    }
+
+    #[test]
+    fn renamed_records_need_an_alias() {
+        let w = r#"{"type":"record","name":"Old","fields":[{"name":"x","type":"int"}]}"#;
+        let aliased = r#"{"type":"record","name":"New","aliases":["Old"],"fields":[{"name":"x","type":"int"}]}"#;
+        assert_eq!(run(w, aliased, &[4]).unwrap(), vec![4]);
+        let unrelated = r#"{"type":"record","name":"New","fields":[{"name":"x","type":"int"}]}"#;
+        let err = run(w, unrelated, &[4]).unwrap_err();
+        assert!(
+            format!("{err:?}").contains("cannot be read as New"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn missing_field_without_default_is_an_error() {
+        let w = r#"{"type":"record","name":"R","fields":[]}"#;
+        let r = r#"{"type":"record","name":"R","fields":[{"name":"x","type":"int"}]}"#;
+        assert!(run(w, r, &[]).is_err());
     }
 }
