@@ -314,3 +314,33 @@ fn invalid_topic_name_is_a_usage_error_before_reading_input() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("invalid topic name"), "{}", stderr(&o));
 }
+
+#[test]
+fn bench_reports_machine_readable_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = baton(
+        dir.path(),
+        &[
+            "bench",
+            "--codec-events",
+            "2000",
+            "--log-records",
+            "5000",
+            "--json",
+        ],
+        "",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    for path in [
+        ("codec", "decode_events_per_s"),
+        ("codec", "decode_apache_avro_value_events_per_s"),
+        ("embedded_log", "append_records_per_s"),
+        ("embedded_log", "scan_records_per_s"),
+    ] {
+        assert!(
+            v[path.0][path.1].as_f64().is_some_and(|x| x > 0.0),
+            "{path:?} in {v}"
+        );
+    }
+}
