@@ -253,20 +253,24 @@ async fn garbage_tail_is_dropped_on_open() {
     assert_eq!(log.append("t", 0, recs(100, 101)).await.unwrap(), vec![100]);
 }
 
+/// A closed log with 300 records in 30 batches over several 1 KiB segments.
+async fn multi_segment_log(dir: &std::path::Path) -> EmbeddedConfig {
+    let mut cfg = EmbeddedConfig::new(dir);
+    cfg.segment_bytes = 1024;
+    let log = open(cfg.clone());
+    log.create_topic(&TopicSpec::new("t", 1)).await.unwrap();
+    for i in 0..30 {
+        log.append("t", 0, recs(i * 10, (i + 1) * 10))
+            .await
+            .unwrap();
+    }
+    cfg
+}
+
 #[tokio::test]
 async fn corrupt_sealed_segment_is_reported_not_served() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = EmbeddedConfig::new(dir.path());
-    cfg.segment_bytes = 1024;
-    {
-        let log = open(cfg.clone());
-        log.create_topic(&TopicSpec::new("t", 1)).await.unwrap();
-        for i in 0..30 {
-            log.append("t", 0, recs(i * 10, (i + 1) * 10))
-                .await
-                .unwrap();
-        }
-    }
+    let cfg = multi_segment_log(dir.path()).await;
     let first = segments(dir.path(), "t", 0).remove(0);
     let mut bytes = fs::read(&first).unwrap();
     let n = bytes.len();
@@ -284,17 +288,7 @@ async fn corrupt_sealed_segment_is_reported_not_served() {
 #[tokio::test]
 async fn reading_below_the_log_start_is_out_of_range() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = EmbeddedConfig::new(dir.path());
-    cfg.segment_bytes = 1024;
-    {
-        let log = open(cfg.clone());
-        log.create_topic(&TopicSpec::new("t", 1)).await.unwrap();
-        for i in 0..30 {
-            log.append("t", 0, recs(i * 10, (i + 1) * 10))
-                .await
-                .unwrap();
-        }
-    }
+    let cfg = multi_segment_log(dir.path()).await;
     // Simulate retention having removed the oldest segment.
     fs::remove_file(segments(dir.path(), "t", 0).remove(0)).unwrap();
     let log = open(cfg);
