@@ -9,5 +9,8 @@
 pub mod cli;
 pub mod codec;
 pub mod domain;
+pub mod engine;
 pub mod log;
+pub mod sim;
+pub mod store;
 pub mod topics;

@@ -224,14 +224,44 @@ fn undecodable_records_are_shown_not_fatal() {
 }
 
 #[test]
-fn demo_runs_and_reports_json() {
+fn demo_finishes_every_workflow_and_a_second_run_continues() {
     let dir = tempfile::tempdir().unwrap();
-    let o = baton(dir.path(), &["demo", "--events", "2000", "--json"], "");
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["examples"], 9);
-    assert_eq!(v["throughput"]["events"], 2000);
-    assert!(v["throughput"]["scan_events_per_s"].as_f64().unwrap() > 0.0);
+    let run = || {
+        let o = baton(
+            dir.path(),
+            &[
+                "demo",
+                "--workflows",
+                "300",
+                "--agents",
+                "5",
+                "--failure-rate",
+                "0.05",
+                "--json",
+            ],
+            "",
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice::<Value>(&o.stdout).unwrap()
+    };
+    let first = run();
+    assert_eq!(first["workflows_submitted"], 300);
+    assert_eq!(first["workflows_unfinished"], 0);
+    assert_eq!(
+        first["workflows_succeeded"].as_u64().unwrap()
+            + first["workflows_failed"].as_u64().unwrap(),
+        300,
+        "every workflow reached a terminal state: {first}"
+    );
+    assert!(first["journal_events"].as_u64().unwrap() >= 300 * 11);
+    let second = run();
+    assert_eq!(second["workflows_unfinished"], 0);
+    assert_eq!(
+        second["journal_events_total"].as_u64().unwrap(),
+        first["journal_events_total"].as_u64().unwrap()
+            + second["journal_events"].as_u64().unwrap(),
+        "the second run appended to the same journal"
+    );
 }
 
 #[test]

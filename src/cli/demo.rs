@@ -1,255 +1,238 @@
-//! `baton demo`: the main job on the embedded log, no Kafka needed.
-//!
-//! Until the engine lands this runs the foundation end to end: it produces
-//! one example of every ingress event type (the files in `examples/`) to the
-//! ingress topic, reads them back and checks each decodes to what was sent;
-//! then it appends `--events` synthetic StepSucceeded events to
-//! `<prefix>demo` in batches and scans them back, reporting throughput.
+//! `baton demo`: the main job. The engine, a simulated agent fleet and a
+//! workflow generator, all in this process, talking only through the
+//! embedded log (real events, no shortcuts into the engine's state). Shows a
+//! live progress line and ends by itself with a summary once every
+//! submitted workflow reached a terminal state (or `--duration` passed).
+//! Running it again on the same data dir continues from the stored state.
 
-use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
-use bytes::Bytes;
 use clap::Args;
 use serde_json::json;
 
 use super::backend::{self, Access};
-use super::tail::read_all;
+use super::run::{engine, spawn_partitions, EngineArgs};
 use super::GlobalArgs;
-use crate::codec::json::parse_event;
-use crate::codec::{samples, Codec};
-use crate::domain::events::{EventId, Payload, Timestamp};
-use crate::log::{partition_for_key, EventLog, ProducerRecord, TopicSpec};
-
-/// The `examples/` files, compiled in so the demo works from any directory.
-const EXAMPLES: &[(&str, &str)] = &[
-    (
-        "register_agent",
-        include_str!("../../examples/register_agent.jsonl"),
-    ),
-    (
-        "submit_workflow",
-        include_str!("../../examples/submit_workflow.jsonl"),
-    ),
-    (
-        "agent_heartbeat",
-        include_str!("../../examples/agent_heartbeat.jsonl"),
-    ),
-    (
-        "step_started",
-        include_str!("../../examples/step_started.jsonl"),
-    ),
-    (
-        "step_declined",
-        include_str!("../../examples/step_declined.jsonl"),
-    ),
-    (
-        "step_failed",
-        include_str!("../../examples/step_failed.jsonl"),
-    ),
-    (
-        "step_succeeded",
-        include_str!("../../examples/step_succeeded.jsonl"),
-    ),
-    (
-        "cancel_workflow",
-        include_str!("../../examples/cancel_workflow.jsonl"),
-    ),
-    (
-        "deregister_agent",
-        include_str!("../../examples/deregister_agent.jsonl"),
-    ),
-];
+use crate::engine::{Engine, EngineStats};
+use crate::sim::fleet::{run_fleet, FleetConfig, LatencyDist, SimAgentConfig};
+use crate::sim::generator::{run_generator, GeneratorConfig};
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Synthetic events for the throughput run (0 to skip it).
-    #[arg(long, default_value_t = 200_000)]
-    pub events: u64,
-    /// Records per appended batch in the throughput run.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
-    pub batch: u64,
-    /// Print one JSON summary instead of text.
+    /// Workflows to submit (three steps each by default).
+    #[arg(long, default_value_t = 2000)]
+    pub workflows: u64,
+    /// Simulated agents.
+    #[arg(long, default_value_t = 20)]
+    pub agents: usize,
+    /// Give up after this many seconds even if workflows are unfinished.
+    #[arg(long, default_value_t = 300.0)]
+    pub duration: f64,
+    /// Probability that a simulated step attempt fails (retryable).
+    #[arg(long, default_value_t = 0.0)]
+    pub failure_rate: f64,
+    /// Mean simulated step latency in ms (0 = agents answer at once).
+    #[arg(long, default_value_t = 0.0)]
+    pub latency_ms: f64,
+    /// Submissions per second (default: as fast as possible).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Agent capacity (concurrent steps each).
+    #[arg(long, default_value_t = 64)]
+    pub capacity: u32,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
 }
 
 pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<ExitCode> {
+    if !(0.0..=1.0).contains(&args.failure_rate) {
+        return Err(super::UsageError(format!(
+            "--failure-rate {} must be between 0 and 1",
+            args.failure_rate
+        ))
+        .into());
+    }
     let log = backend::open(global, Access::Write)?;
     backend::ensure_topics(log.as_ref(), global, None).await?;
-    let codec = Codec::builtin()?;
+    let engine = engine(global, log.clone(), &args.engine)?;
+    let journal_before = journal_total(&engine).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let started = Instant::now();
+    let partitions = spawn_partitions(&engine, &stop_rx).await?;
 
-    let round_trip = examples_round_trip(log.as_ref(), global, &codec).await?;
-    if !args.json {
-        println!(
-            "produced and read back {} ingress events (one per type):",
-            round_trip.len()
-        );
-        for (name, at) in &round_trip {
-            println!("  {name:<16} -> {at}");
-        }
-    }
-
-    let throughput = if args.events > 0 {
-        Some(
-            throughput(
-                log.as_ref(),
-                global,
-                &codec,
-                args.events,
-                args.batch as usize,
-            )
-            .await?,
-        )
+    let latency = if args.latency_ms <= 0.0 {
+        LatencyDist::Zero
     } else {
-        None
+        LatencyDist::Exponential {
+            mean_ms: args.latency_ms,
+        }
     };
-    log.flush().await?;
-    if args.json {
-        println!(
-            "{}",
-            json!({
-                "data_dir": global.data_dir.display().to_string(),
-                "examples": round_trip.len(),
-                "throughput": throughput,
-            })
-        );
-    } else if let Some(t) = throughput {
-        println!(
-            "throughput on {}: {} events, encode+append {:.0} events/s, read+decode {:.0} events/s",
-            t["topic"].as_str().unwrap_or_default(),
-            t["events"],
-            t["append_events_per_s"].as_f64().unwrap_or_default(),
-            t["scan_events_per_s"].as_f64().unwrap_or_default(),
-        );
-        println!(
-            "see them with: baton tail --topic {} --from-beginning",
-            global.topics().ingress()
-        );
-    }
-    Ok(ExitCode::SUCCESS)
-}
+    let agents = (0..args.agents.max(1))
+        .map(|i| SimAgentConfig {
+            id: format!("agent-{i:03}"),
+            pool: "default".into(),
+            capabilities: if i % 2 == 0 {
+                vec!["llm".into(), "code-review".into(), "git".into()]
+            } else {
+                vec!["llm".into(), "git".into()]
+            },
+            capacity: args.capacity.max(1),
+            weight: 1 + (i % 3) as u32,
+            latency,
+            failure_rate: args.failure_rate,
+        })
+        .collect();
+    let seed = chrono::Utc::now().timestamp_millis() as u64;
+    let fleet_cfg = FleetConfig {
+        agents,
+        heartbeat_interval: Duration::from_millis(1000),
+        seed,
+    };
+    let gen_cfg = GeneratorConfig {
+        workflows: args.workflows,
+        rate: args.rate,
+        seed,
+        ..GeneratorConfig::for_fleet(&fleet_cfg)
+    };
+    let fleet = tokio::spawn(run_fleet(
+        log.clone(),
+        engine.codec.clone(),
+        engine.topics.clone(),
+        fleet_cfg,
+        stop_rx.clone(),
+    ));
+    // Let registrations reach the engine before the first workflows.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let generator = tokio::spawn(run_generator(
+        log.clone(),
+        engine.codec.clone(),
+        engine.topics.clone(),
+        gen_cfg,
+        stop_rx.clone(),
+    ));
 
-async fn examples_round_trip(
-    log: &dyn EventLog,
-    global: &GlobalArgs,
-    codec: &Codec,
-) -> anyhow::Result<Vec<(String, String)>> {
-    let topic = global.topics().ingress();
-    let partitions = log.partition_count(&topic).await?;
-    let now = Timestamp::from_datetime(chrono::Utc::now());
-    let mut placed = Vec::new();
-    for (name, text) in EXAMPLES {
-        let mut event = parse_event(text.trim(), now, "baton-demo")
-            .with_context(|| format!("examples/{name}.jsonl"))?;
-        // Fresh ids so repeated demos append new events rather than duplicates.
-        event.event_id = EventId::random();
-        let value = codec.encode(&event)?;
-        let p = partition_for_key(event.correlation_id.as_bytes(), partitions);
-        let offsets = log
-            .append(
-                &topic,
-                p,
-                vec![ProducerRecord::new(
-                    Some(Bytes::from(event.correlation_id.clone())),
-                    Bytes::from(value),
-                )],
-            )
-            .await?;
-        let Some(&offset) = offsets.first() else {
-            bail!("append returned no offset")
-        };
-        let back = log.read(&topic, p, offset, 1).await?;
-        let Some(record) = back.first() else {
-            bail!("{topic}/{p}@{offset} not readable after append")
-        };
-        let decoded = codec.decode(&record.value)?;
-        if decoded != event {
-            bail!("{name}: read back a different event than was written");
-        }
-        placed.push((
-            decoded.payload.type_name().to_string(),
-            format!("{topic}/{p}@{offset}"),
-        ));
-    }
-    Ok(placed)
-}
-
-async fn throughput(
-    log: &dyn EventLog,
-    global: &GlobalArgs,
-    codec: &Codec,
-    events: u64,
-    batch: usize,
-) -> anyhow::Result<serde_json::Value> {
-    let topic = format!("{}demo", global.topic_prefix);
-    log.create_topic(&TopicSpec::new(topic.clone(), global.partitions))
-        .await
-        .ok();
-    let partitions = log.partition_count(&topic).await?;
-    let mut before = HashMap::new();
-    for p in 0..partitions {
-        before.insert(p, log.high_watermark(&topic, p).await?);
-    }
-    let template = samples::step_succeeded();
-    let started = Instant::now();
-    let mut pending: HashMap<u32, Vec<ProducerRecord>> = HashMap::new();
-    for i in 0..events {
-        let mut event = template.clone();
-        event.event_id = EventId::random();
-        let wf = format!("wf-{:06}", i % 10_000);
-        if let Payload::StepSucceeded(s) = &mut event.payload {
-            s.workflow_id.clone_from(&wf);
-        }
-        event.correlation_id.clone_from(&wf);
-        let p = partition_for_key(wf.as_bytes(), partitions);
-        let value = codec.encode(&event)?;
-        let batch_for_p = pending.entry(p).or_default();
-        batch_for_p.push(ProducerRecord::new(
-            Some(Bytes::from(wf)),
-            Bytes::from(value),
-        ));
-        if batch_for_p.len() >= batch {
-            let records = std::mem::take(batch_for_p);
-            log.append(&topic, p, records).await?;
-        }
-    }
-    for (p, records) in pending {
-        if !records.is_empty() {
-            log.append(&topic, p, records).await?;
-        }
-    }
-    log.flush().await?;
-    let append_s = started.elapsed().as_secs_f64();
-
-    let started = Instant::now();
-    let mut decoded = 0u64;
-    for p in 0..partitions {
-        let mut next = before.get(&p).copied().unwrap_or(0);
-        loop {
-            let records = log.read(&topic, p, next, 10_000).await?;
-            let Some(last) = records.last() else { break };
-            next = last.offset + 1;
-            for r in &records {
-                codec.decode(&r.value)?;
-                decoded += 1;
+    let stats = engine.stats.clone();
+    let deadline = started + Duration::from_secs_f64(args.duration.max(1.0));
+    let tty = std::io::stderr().is_terminal() && !args.json;
+    let mut last_print = Instant::now();
+    let mut last_events = 0u64;
+    let mut submitted = None;
+    let mut generator = Some(generator);
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Some(g) = generator.as_ref().filter(|g| g.is_finished()) {
+            let _ = g;
+            if let Some(g) = generator.take() {
+                submitted = Some(g.await??);
             }
         }
+        let terminal = stats.workflows_terminal();
+        let done = submitted.is_some_and(|s| terminal >= s);
+        if last_print.elapsed() >= Duration::from_secs(1) || done {
+            let events = EngineStats::get(&stats.journal_events);
+            let rate = (events - last_events) as f64 / last_print.elapsed().as_secs_f64();
+            let line = progress(&stats, rate);
+            if tty {
+                eprint!("\r{line}   ");
+            } else if !args.json {
+                eprintln!("{line}");
+            }
+            last_events = events;
+            last_print = Instant::now();
+        }
+        if done || Instant::now() >= deadline {
+            break;
+        }
     }
-    let scan_s = started.elapsed().as_secs_f64();
-    if decoded != events {
-        bail!("wrote {events} events but read back {decoded}");
+    if tty {
+        eprintln!();
     }
-    let total = read_all(log, &topic).await?.len();
-    Ok(json!({
-        "topic": topic,
-        "events": events,
-        "topic_total": total,
-        "append_s": append_s,
-        "append_events_per_s": events as f64 / append_s.max(1e-9),
-        "scan_s": scan_s,
-        "scan_events_per_s": events as f64 / scan_s.max(1e-9),
-    }))
+    let elapsed = started.elapsed().as_secs_f64();
+    let _ = stop_tx.send(true);
+    let submitted = match generator {
+        Some(g) => g.await??,
+        None => submitted.unwrap_or(0),
+    };
+    let fleet_stats = fleet.await??;
+    for h in partitions {
+        h.await??;
+    }
+    log.flush().await?;
+    let journal_after = journal_total(&engine).await?;
+    let succeeded = EngineStats::get(&stats.workflows_succeeded);
+    let failed =
+        EngineStats::get(&stats.workflows_failed) + EngineStats::get(&stats.workflows_rejected);
+    let terminal = stats.workflows_terminal();
+    let summary = json!({
+        "workflows_submitted": submitted,
+        "workflows_succeeded": succeeded,
+        "workflows_failed": failed,
+        "workflows_unfinished": submitted.saturating_sub(terminal),
+        "journal_events": journal_after - journal_before,
+        "journal_events_total": journal_after,
+        "dead_letters": EngineStats::get(&stats.dead_letters),
+        "elapsed_s": elapsed,
+        "workflows_per_s": terminal as f64 / elapsed.max(1e-9),
+        "decision_latency_ms": {"p50": stats.latency_ms(0.5), "p99": stats.latency_ms(0.99)},
+        "fleet": {"started": fleet_stats.started, "succeeded": fleet_stats.succeeded, "failed": fleet_stats.failed, "declined": fleet_stats.declined},
+    });
+    if args.json {
+        println!("{summary}");
+    } else {
+        println!(
+            "demo finished in {elapsed:.1} s: {submitted} workflows submitted, {succeeded} succeeded, {failed} failed, {} unfinished",
+            submitted.saturating_sub(terminal)
+        );
+        println!(
+            "  {:.0} workflows/s, {} journal events ({} in the journal overall), decision latency p50 {:.2} ms / p99 {:.2} ms",
+            terminal as f64 / elapsed.max(1e-9),
+            journal_after - journal_before,
+            journal_after,
+            stats.latency_ms(0.5),
+            stats.latency_ms(0.99)
+        );
+        println!(
+            "  fleet: {} attempts started, {} succeeded, {} failed, {} declined at capacity; {} inputs dead-lettered",
+            fleet_stats.started,
+            fleet_stats.succeeded,
+            fleet_stats.failed,
+            fleet_stats.declined,
+            EngineStats::get(&stats.dead_letters)
+        );
+        println!("  inspect one: baton inspect workflow <id>   the fleet: baton inspect agents");
+    }
+    Ok(if submitted > terminal {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn progress(stats: &EngineStats, events_per_s: f64) -> String {
+    let accepted = EngineStats::get(&stats.workflows_accepted);
+    let terminal = stats.workflows_terminal();
+    format!(
+        "accepted {accepted}  running {}  succeeded {}  failed {}  {:.0} events/s  decision p50 {:.2} ms p99 {:.2} ms",
+        accepted.saturating_sub(terminal.saturating_sub(EngineStats::get(&stats.workflows_rejected))),
+        EngineStats::get(&stats.workflows_succeeded),
+        EngineStats::get(&stats.workflows_failed) + EngineStats::get(&stats.workflows_rejected),
+        events_per_s,
+        stats.latency_ms(0.5),
+        stats.latency_ms(0.99)
+    )
+}
+
+async fn journal_total(engine: &Arc<Engine>) -> anyhow::Result<u64> {
+    let journal = engine.topics.journal();
+    let mut total = 0;
+    for p in 0..engine.log.partition_count(&journal).await? {
+        total += engine.log.high_watermark(&journal, p).await?;
+    }
+    Ok(total)
 }

@@ -8,8 +8,11 @@
 mod backend;
 mod bench;
 mod demo;
+mod inspect;
 mod produce;
+mod run;
 mod schemas;
+mod submit;
 mod tail;
 
 use std::path::PathBuf;
@@ -79,9 +82,15 @@ pub enum Command {
     Tail(tail::TailArgs),
     /// List the event schemas and their fingerprints.
     Schemas(schemas::SchemasArgs),
-    /// Run the main job on the embedded log (today: a produce → read-back
-    /// round trip of every ingress event type plus a throughput run).
+    /// The main job: engine + simulated fleet + workflow generator on the
+    /// embedded log, with live progress and a summary.
     Demo(demo::DemoArgs),
+    /// Run the engine until Ctrl-C.
+    Run(run::RunArgs),
+    /// Validate a workflow definition locally and submit it.
+    Submit(submit::SubmitArgs),
+    /// Show a workflow or the fleet from the projection stores.
+    Inspect(inspect::InspectArgs),
     /// Measure codec and embedded-log throughput in one run (JSON with --json).
     Bench(bench::BenchArgs),
 }
@@ -124,6 +133,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tail(args) => tail::run(&cli.global, args).await,
         Command::Schemas(args) => schemas::run(args),
         Command::Demo(args) => demo::run(&cli.global, args).await,
+        Command::Run(args) => run::run(&cli.global, args).await,
+        Command::Submit(args) => submit::run(&cli.global, args).await,
+        Command::Inspect(args) => inspect::run(&cli.global, args).await,
         Command::Bench(args) => bench::run(args).await,
     }
 }

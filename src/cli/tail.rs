@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use super::backend::{self, Access};
 use super::{GlobalArgs, UsageError};
 use crate::codec::Codec;
-use crate::log::{EventLog, StoredRecord};
+use crate::log::StoredRecord;
 
 #[derive(Debug, Args)]
 pub struct TailArgs {
@@ -165,21 +165,4 @@ pub fn render(codec: &Codec, topic: &str, r: &StoredRecord) -> Value {
         }
     }
     line
-}
-
-/// Reads everything currently in a topic (all partitions), for the demo and tests.
-pub async fn read_all(log: &dyn EventLog, topic: &str) -> anyhow::Result<Vec<StoredRecord>> {
-    let mut all = Vec::new();
-    for p in 0..log.partition_count(topic).await? {
-        let mut next = log.log_start(topic, p).await?;
-        loop {
-            let batch = log.read(topic, p, next, 10_000).await?;
-            match batch.last() {
-                Some(last) => next = last.offset + 1,
-                None => break,
-            }
-            all.extend(batch);
-        }
-    }
-    Ok(all)
 }

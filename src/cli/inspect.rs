@@ -1,0 +1,177 @@
+//! `baton inspect workflow <id>` and `baton inspect agents`: read the
+//! projection stores (the engine must not be running on this data dir; the
+//! embedded stores are single-process).
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::backend::{self, Access};
+use super::GlobalArgs;
+use crate::domain::engine::{AgentView, WorkflowState};
+use crate::log::partition_for_key;
+use crate::store::ProjectionStore;
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    #[command(subcommand)]
+    pub what: InspectWhat,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InspectWhat {
+    /// A workflow: status, each step's state, attempts, agent, timings, usage.
+    Workflow { id: String },
+    /// The fleet: health, pool, in flight / capacity, EWMA latency, success rate.
+    Agents,
+}
+
+fn ms(
+    from: Option<crate::domain::events::Timestamp>,
+    to: Option<crate::domain::events::Timestamp>,
+) -> String {
+    match (from, to) {
+        (Some(a), Some(b)) => format!("{:.1}", (b.0 - a.0) as f64 / 1000.0),
+        _ => "-".into(),
+    }
+}
+
+pub async fn run(global: &GlobalArgs, args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let log = backend::open(global, Access::Read)?;
+    let partitions = log.partition_count(&global.topics().ingress()).await?;
+    match args.what {
+        InspectWhat::Workflow { id } => {
+            let p = partition_for_key(id.as_bytes(), partitions);
+            let store = ProjectionStore::open(&ProjectionStore::dir(&global.data_dir, p))?;
+            let Some(wf) = store.workflow(&id)? else {
+                eprintln!("error: no workflow `{id}` (partition {p}); has the engine run since it was submitted?");
+                return Ok(ExitCode::from(1));
+            };
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&workflow_json(&wf))?);
+            } else {
+                print_workflow(&wf);
+            }
+        }
+        InspectWhat::Agents => {
+            let mut agents: std::collections::BTreeMap<String, AgentView> = Default::default();
+            for p in 0..partitions {
+                let store = ProjectionStore::open(&ProjectionStore::dir(&global.data_dir, p))?;
+                for a in store.agents()? {
+                    match agents.get_mut(&a.id) {
+                        Some(seen) => {
+                            seen.successes += a.successes;
+                            seen.failures += a.failures;
+                            if a.last_heartbeat_at > seen.last_heartbeat_at {
+                                seen.health = a.health;
+                                seen.last_heartbeat_at = a.last_heartbeat_at;
+                                seen.reported_in_flight = a.reported_in_flight;
+                            }
+                            seen.ewma_latency_ms = seen.ewma_latency_ms.max(a.ewma_latency_ms);
+                        }
+                        None => {
+                            agents.insert(a.id.clone(), a);
+                        }
+                    }
+                }
+            }
+            if args.json {
+                let rows: Vec<_> = agents.values().map(agent_json).collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!(
+                    "{:<20} {:<9} {:<12} {:>9} {:>12} {:>8}",
+                    "AGENT", "HEALTH", "POOL", "LOAD", "EWMA ms", "SUCCESS"
+                );
+                for a in agents.values() {
+                    let n = a.successes + a.failures;
+                    let rate = if n == 0 {
+                        "-".to_string()
+                    } else {
+                        format!("{:.1}%", 100.0 * a.successes as f64 / n as f64)
+                    };
+                    println!(
+                        "{:<20} {:<9} {:<12} {:>9} {:>12.1} {:>8}",
+                        a.id,
+                        format!("{:?}", a.health).to_lowercase()
+                            + if a.draining { "*" } else { "" },
+                        a.pool,
+                        format!("{}/{}", a.reported_in_flight, a.capacity),
+                        a.ewma_latency_ms,
+                        rate
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn workflow_json(wf: &WorkflowState) -> serde_json::Value {
+    let steps: Vec<_> = wf
+        .definition
+        .steps
+        .iter()
+        .zip(&wf.steps)
+        .map(|(d, s)| {
+            json!({
+                "id": d.id, "status": format!("{:?}", s.status).to_lowercase(), "attempt": s.attempt,
+                "agent": s.agent, "wait_ms": ms(s.ready_at, s.assigned_at), "run_ms": ms(s.assigned_at, s.finished_at),
+                "error": s.last_error, "usage": s.usage,
+            })
+        })
+        .collect();
+    json!({
+        "workflow_id": wf.id, "name": wf.definition.name, "status": wf.status, "reason": wf.reason,
+        "accepted_at": wf.accepted_at, "finished_at": wf.finished_at, "duration_ms": ms(Some(wf.accepted_at), wf.finished_at),
+        "usage": wf.usage, "steps": steps,
+    })
+}
+
+fn agent_json(a: &AgentView) -> serde_json::Value {
+    json!({
+        "agent_id": a.id, "health": a.health, "draining": a.draining, "pool": a.pool, "capabilities": a.capabilities,
+        "in_flight": a.reported_in_flight, "capacity": a.capacity, "ewma_latency_ms": a.ewma_latency_ms,
+        "successes": a.successes, "failures": a.failures, "usage": a.usage,
+    })
+}
+
+fn print_workflow(wf: &WorkflowState) {
+    println!(
+        "workflow {} ({})  status: {:?}{}",
+        wf.id,
+        wf.definition.name,
+        wf.status,
+        wf.reason
+            .as_ref()
+            .map(|r| format!(" - {r}"))
+            .unwrap_or_default()
+    );
+    println!(
+        "duration: {} ms   usage: {} tokens in, {} tokens out, cost {:.4}",
+        ms(Some(wf.accepted_at), wf.finished_at),
+        wf.usage.tokens_in,
+        wf.usage.tokens_out,
+        wf.usage.cost
+    );
+    println!(
+        "{:<20} {:<15} {:>7} {:<18} {:>9} {:>9}  ERROR",
+        "STEP", "STATUS", "ATTEMPT", "AGENT", "WAIT ms", "RUN ms"
+    );
+    for (d, s) in wf.definition.steps.iter().zip(&wf.steps) {
+        println!(
+            "{:<20} {:<15} {:>7} {:<18} {:>9} {:>9}  {}",
+            d.id,
+            format!("{:?}", s.status).to_lowercase(),
+            s.attempt,
+            s.agent.as_deref().unwrap_or("-"),
+            ms(s.ready_at, s.assigned_at),
+            ms(s.assigned_at, s.finished_at),
+            s.last_error.as_deref().unwrap_or("")
+        );
+    }
+}

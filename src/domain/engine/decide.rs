@@ -1,0 +1,627 @@
+//! `decide` for ingress input and `tick` for the clock: validation first
+//! (a [`Rejection`] changes nothing), then facts emitted and evolved one by
+//! one. Workflow rules live here; agent rules in `agents.rs`.
+
+use std::sync::Arc;
+
+use super::state::{PartitionState, StepStatus};
+use super::timers::TimerKey;
+use crate::domain::events::*;
+use crate::domain::workflow::{condition, validate};
+
+/// A journal fact: an envelope the engine appends as is.
+pub type Fact = Envelope;
+
+/// Why an input is not accepted (it goes to the dead-letter topic).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct Rejection {
+    pub code: &'static str,
+    pub message: String,
+}
+
+pub(crate) fn reject(code: &'static str, message: impl Into<String>) -> Rejection {
+    Rejection {
+        code,
+        message: message.into(),
+    }
+}
+
+/// The facts of one decision and what caused them.
+pub(crate) struct Ctx {
+    pub cause: EventId,
+    pub now: Timestamp,
+    pub n: u32,
+    pub out: Vec<Fact>,
+}
+
+impl Ctx {
+    pub fn new(cause: EventId, now: Timestamp) -> Self {
+        Ctx {
+            cause,
+            now,
+            n: 0,
+            out: Vec::new(),
+        }
+    }
+}
+
+/// The delay before retrying after failed attempt `attempt` (1-based).
+pub fn backoff_ms(policy: &RetryPolicy, attempt: i32) -> i64 {
+    let n = attempt.max(1) as i64;
+    let raw = match policy.backoff {
+        Backoff::Fixed => policy.base_ms,
+        Backoff::Linear => policy.base_ms.saturating_mul(n),
+        Backoff::Exponential => policy
+            .base_ms
+            .saturating_mul(1i64.checked_shl((n - 1).min(62) as u32).unwrap_or(i64::MAX)),
+    };
+    raw.clamp(0, policy.max_ms.max(0))
+}
+
+impl PartitionState {
+    pub(crate) fn emit(&mut self, ctx: &mut Ctx, payload: impl Into<Payload>) {
+        let payload = payload.into();
+        let env = Envelope {
+            event_id: EventId::derived(&ctx.cause, ctx.n),
+            correlation_id: payload.correlation_id().to_string(),
+            causation_id: Some(ctx.cause),
+            occurred_at: ctx.now,
+            producer: self.producer.clone(),
+            payload,
+        };
+        ctx.n += 1;
+        self.evolve(&env);
+        ctx.out.push(env);
+    }
+
+    /// Decides on one ingress event. Duplicates (an `event_id` already
+    /// reflected in the journal) yield no facts.
+    pub fn decide(&mut self, input: &Envelope, now: Timestamp) -> Result<Vec<Fact>, Rejection> {
+        if self.seen(&input.event_id) {
+            return Ok(Vec::new());
+        }
+        let mut ctx = Ctx::new(input.event_id, now);
+        match &input.payload {
+            Payload::SubmitWorkflow(s) => self.submit(&mut ctx, s),
+            Payload::CancelWorkflow(c) => self.cancel(&mut ctx, c)?,
+            Payload::RegisterAgent(r) => self.register(&mut ctx, r)?,
+            Payload::AgentHeartbeat(h) => self.heartbeat(&mut ctx, h)?,
+            Payload::DeregisterAgent(d) => self.deregister(&mut ctx, d)?,
+            Payload::StepStarted(r) => {
+                let (_, i) =
+                    self.check_report(&r.workflow_id, &r.step_id, r.attempt, &r.agent_id)?;
+                let wf = &self.workflows[&r.workflow_id];
+                if wf.steps[i].status != StepStatus::Assigned {
+                    return Err(reject(
+                        "already_started",
+                        format!(
+                            "step `{}` attempt {} was already started",
+                            r.step_id, r.attempt
+                        ),
+                    ));
+                }
+                self.emit(&mut ctx, r.clone());
+            }
+            Payload::StepSucceeded(r) => {
+                let (_, i) =
+                    self.check_report(&r.workflow_id, &r.step_id, r.attempt, &r.agent_id)?;
+                self.emit(&mut ctx, r.clone());
+                self.advance(&mut ctx, &r.workflow_id, i);
+            }
+            Payload::StepFailed(r) => {
+                let (_, i) =
+                    self.check_report(&r.workflow_id, &r.step_id, r.attempt, &r.agent_id)?;
+                self.emit(&mut ctx, r.clone());
+                self.after_failure(
+                    &mut ctx,
+                    &r.workflow_id,
+                    i,
+                    r.attempt,
+                    r.retryable,
+                    &r.error,
+                );
+            }
+            Payload::StepDeclined(r) => {
+                self.check_report(&r.workflow_id, &r.step_id, r.attempt, &r.agent_id)?;
+                self.emit(
+                    &mut ctx,
+                    StepRejectedByAgent {
+                        workflow_id: r.workflow_id.clone(),
+                        step_id: r.step_id.clone(),
+                        attempt: r.attempt,
+                        agent_id: r.agent_id.clone(),
+                        reason: r.reason.clone(),
+                    },
+                );
+            }
+            other => {
+                return Err(reject(
+                    "not_ingress",
+                    format!(
+                        "{} is written by the engine, not accepted on ingress",
+                        other.type_name()
+                    ),
+                ))
+            }
+        }
+        self.admit(&mut ctx);
+        self.schedule(&mut ctx);
+        Ok(ctx.out)
+    }
+
+    /// Fires every timer due at `now`, then schedules.
+    pub fn tick(&mut self, now: Timestamp) -> Vec<Fact> {
+        let mut out = Vec::new();
+        while let Some((due, key)) = self.timers.iter().next().cloned() {
+            if due > now {
+                break;
+            }
+            self.timers.remove(&(due, key.clone()));
+            let mut ctx = Ctx::new(key.cause_id(due), now);
+            self.fire(&mut ctx, &key, due);
+            self.admit(&mut ctx);
+            self.schedule(&mut ctx);
+            out.append(&mut ctx.out);
+        }
+        out
+    }
+
+    fn fire(&mut self, ctx: &mut Ctx, key: &TimerKey, due: Timestamp) {
+        match key {
+            TimerKey::StepTimeout {
+                workflow_id,
+                step,
+                attempt,
+            } => {
+                let Some(wf) = self.workflows.get(workflow_id) else {
+                    return;
+                };
+                let s = &wf.steps[*step];
+                if s.attempt != *attempt || !s.status.is_held() || wf.is_terminal() {
+                    return;
+                }
+                let timeout_ms = wf.definition.steps[*step].timeout_ms.unwrap_or(0);
+                let fact = StepTimedOut {
+                    workflow_id: workflow_id.clone(),
+                    step_id: wf.definition.steps[*step].id.clone(),
+                    attempt: *attempt,
+                    agent_id: s.agent.clone(),
+                    timeout_ms,
+                };
+                self.emit(ctx, fact);
+                let reason = format!("timed out after {timeout_ms} ms");
+                self.after_failure(ctx, workflow_id, *step, *attempt, true, &reason);
+            }
+            TimerKey::Retry {
+                workflow_id,
+                step,
+                attempt,
+            } => {
+                let Some(wf) = self.workflows.get(workflow_id) else {
+                    return;
+                };
+                let s = &wf.steps[*step];
+                if s.status != StepStatus::RetryScheduled
+                    || s.attempt + 1 != *attempt
+                    || wf.is_terminal()
+                {
+                    return;
+                }
+                let fact = self.ready_fact(workflow_id, *step, *attempt);
+                self.emit(ctx, fact);
+            }
+            TimerKey::Deadline { workflow_id } => {
+                let Some(wf) = self.workflows.get(workflow_id) else {
+                    return;
+                };
+                if wf.is_terminal() {
+                    return;
+                }
+                self.cancel_active(ctx, workflow_id, "workflow deadline passed");
+                self.emit(
+                    ctx,
+                    WorkflowTimedOut {
+                        workflow_id: workflow_id.clone(),
+                        deadline_at: due,
+                    },
+                );
+            }
+            TimerKey::Heartbeat { agent_id } => self.heartbeat_due(ctx, agent_id),
+        }
+    }
+
+    fn submit(&mut self, ctx: &mut Ctx, s: &SubmitWorkflow) {
+        let rejected = |code: &str, message: String| WorkflowRejected {
+            workflow_id: s.workflow_id.clone(),
+            code: code.to_string(),
+            message,
+        };
+        if s.workflow_id.is_empty() {
+            self.emit(ctx, rejected("invalid", "workflow_id is empty".into()));
+            return;
+        }
+        if self.workflows.contains_key(&s.workflow_id) {
+            let message = format!("workflow `{}` already exists", s.workflow_id);
+            self.emit(ctx, rejected("duplicate_workflow", message));
+            return;
+        }
+        if let Err(e) = validate(&s.definition, &self.config.limits) {
+            self.emit(ctx, rejected(e.code(), e.to_string()));
+            return;
+        }
+        let deadline_at = s
+            .definition
+            .deadline_ms
+            .map(|ms| Timestamp(ctx.now.0.saturating_add(ms.saturating_mul(1000))));
+        self.emit(
+            ctx,
+            WorkflowAccepted {
+                workflow_id: s.workflow_id.clone(),
+                definition: s.definition.clone(),
+                deadline_at,
+            },
+        );
+        if self.running >= self.config.max_running_workflows {
+            let fact = WorkflowQueued {
+                workflow_id: s.workflow_id.clone(),
+                running: self.running as i32,
+                limit: self.config.max_running_workflows as i32,
+            };
+            self.emit(ctx, fact);
+        } else {
+            self.start(ctx, &s.workflow_id);
+        }
+    }
+
+    /// Starts queued workflows while there is room, highest priority first.
+    fn admit(&mut self, ctx: &mut Ctx) {
+        while self.running < self.config.max_running_workflows {
+            let Some((_, _, id)) = self.admission.iter().next().cloned() else {
+                break;
+            };
+            self.start(ctx, &id);
+        }
+    }
+
+    fn start(&mut self, ctx: &mut Ctx, workflow_id: &str) {
+        self.emit(
+            ctx,
+            WorkflowStarted {
+                workflow_id: workflow_id.to_string(),
+            },
+        );
+        let roots: Vec<usize> = match self.workflows.get(workflow_id).and_then(|w| w.dag.clone()) {
+            Some(dag) => dag.roots().collect(),
+            None => return,
+        };
+        for i in roots {
+            self.ready_or_skip(ctx, workflow_id, i);
+        }
+        self.complete_if_done(ctx, workflow_id);
+    }
+
+    pub(crate) fn ready_fact(&self, workflow_id: &str, i: usize, attempt: i32) -> StepReady {
+        let wf = &self.workflows[workflow_id];
+        let def = &wf.definition.steps[i];
+        StepReady {
+            workflow_id: workflow_id.to_string(),
+            step_id: def.id.clone(),
+            attempt,
+            pool: def.pool.clone().unwrap_or_else(|| "default".into()),
+            priority: wf.definition.priority.saturating_add(def.priority),
+        }
+    }
+
+    /// A step whose upstream is satisfied: ready, or skipped by its condition.
+    fn ready_or_skip(&mut self, ctx: &mut Ctx, workflow_id: &str, i: usize) {
+        let Some(wf) = self.workflows.get(workflow_id) else {
+            return;
+        };
+        let def = &wf.definition.steps[i];
+        if let Some(expr) = def.when.clone() {
+            let outputs: Vec<(&str, Option<&JsonText>)> = wf
+                .definition
+                .steps
+                .iter()
+                .zip(&wf.steps)
+                .map(|(d, s)| (d.id.as_str(), s.output.as_ref()))
+                .collect();
+            let verdict = condition::evaluate(&expr, wf.definition.input.as_ref(), &outputs);
+            let step_id = def.id.clone();
+            match verdict {
+                Ok(true) => {}
+                Ok(false) => {
+                    let reason = format!("condition `{expr}` is false");
+                    self.emit(
+                        ctx,
+                        StepSkipped {
+                            workflow_id: workflow_id.into(),
+                            step_id,
+                            reason,
+                        },
+                    );
+                    self.advance(ctx, workflow_id, i);
+                    return;
+                }
+                Err(e) => {
+                    let last_error = format!("condition `{expr}` failed: {e}");
+                    self.emit(
+                        ctx,
+                        StepExhausted {
+                            workflow_id: workflow_id.into(),
+                            step_id: step_id.clone(),
+                            attempts: 0,
+                            last_error: last_error.clone(),
+                        },
+                    );
+                    self.fail_workflow(ctx, workflow_id, &step_id, &last_error);
+                    return;
+                }
+            }
+        }
+        let fact = self.ready_fact(workflow_id, i, 1);
+        self.emit(ctx, fact);
+    }
+
+    /// After step `i` is satisfied: ready its dependants whose upstream is
+    /// all satisfied, then finish the workflow if everything is terminal.
+    pub(crate) fn advance(&mut self, ctx: &mut Ctx, workflow_id: &str, i: usize) {
+        let Some(wf) = self.workflows.get(workflow_id) else {
+            return;
+        };
+        let Some(dag) = wf.dag.clone() else { return };
+        for &d in &dag.downstream[i] {
+            let wf = &self.workflows[workflow_id];
+            if wf.is_terminal() || wf.steps[d].status != StepStatus::Pending {
+                continue;
+            }
+            if dag.upstream[d].iter().all(|&u| wf.steps[u].is_satisfied()) {
+                self.ready_or_skip(ctx, workflow_id, d);
+            }
+        }
+        self.complete_if_done(ctx, workflow_id);
+    }
+
+    fn complete_if_done(&mut self, ctx: &mut Ctx, workflow_id: &str) {
+        let Some(wf) = self.workflows.get(workflow_id) else {
+            return;
+        };
+        if wf.status == WorkflowStatus::Running && wf.steps.iter().all(|s| s.status.is_terminal()) {
+            let usage = wf.usage.clone();
+            self.emit(
+                ctx,
+                WorkflowSucceeded {
+                    workflow_id: workflow_id.into(),
+                    usage,
+                },
+            );
+        }
+    }
+
+    /// After a failed or timed-out attempt: retry per policy, or exhaust.
+    pub(crate) fn after_failure(
+        &mut self,
+        ctx: &mut Ctx,
+        workflow_id: &str,
+        i: usize,
+        attempt: i32,
+        retryable: bool,
+        error: &str,
+    ) {
+        let Some(wf) = self.workflows.get(workflow_id) else {
+            return;
+        };
+        let def = &wf.definition.steps[i];
+        let step_id = def.id.clone();
+        let retry = def.retry.clone();
+        match retry {
+            Some(policy) if retryable && attempt < policy.max_attempts => {
+                let delay_ms = backoff_ms(&policy, attempt);
+                let fact = RetryScheduled {
+                    workflow_id: workflow_id.into(),
+                    step_id,
+                    attempt,
+                    next_attempt: attempt + 1,
+                    due_at: Timestamp(ctx.now.0.saturating_add(delay_ms.saturating_mul(1000))),
+                    delay_ms,
+                    reason: error.to_string(),
+                };
+                self.emit(ctx, fact);
+            }
+            _ => {
+                let last_error = error.to_string();
+                self.emit(
+                    ctx,
+                    StepExhausted {
+                        workflow_id: workflow_id.into(),
+                        step_id: step_id.clone(),
+                        attempts: attempt,
+                        last_error,
+                    },
+                );
+                let reason =
+                    format!("step `{step_id}` exhausted after {attempt} attempt(s): {error}");
+                self.fail_workflow(ctx, workflow_id, &step_id, &reason);
+            }
+        }
+    }
+
+    /// Upstream exhaustion: skip what can no longer run, cancel what is
+    /// active, fail the workflow.
+    fn fail_workflow(&mut self, ctx: &mut Ctx, workflow_id: &str, step_id: &str, reason: &str) {
+        let Some(wf) = self.workflows.get(workflow_id) else {
+            return;
+        };
+        let pending: Vec<String> = wf
+            .definition
+            .steps
+            .iter()
+            .zip(&wf.steps)
+            .filter(|(_, s)| s.status == StepStatus::Pending)
+            .map(|(d, _)| d.id.clone())
+            .collect();
+        for id in pending {
+            let reason = format!("upstream step `{step_id}` exhausted");
+            self.emit(
+                ctx,
+                StepSkipped {
+                    workflow_id: workflow_id.into(),
+                    step_id: id,
+                    reason,
+                },
+            );
+        }
+        self.cancel_active(ctx, workflow_id, "workflow failed");
+        let fact = WorkflowFailed {
+            workflow_id: workflow_id.into(),
+            step_id: Some(step_id.into()),
+            reason: reason.into(),
+        };
+        self.emit(ctx, fact);
+    }
+
+    /// Cancels every ready, retrying or held step (held ones tell their agent).
+    pub(crate) fn cancel_active(&mut self, ctx: &mut Ctx, workflow_id: &str, reason: &str) {
+        let Some(wf) = self.workflows.get(workflow_id) else {
+            return;
+        };
+        let active: Vec<StepCancelled> = wf
+            .definition
+            .steps
+            .iter()
+            .zip(&wf.steps)
+            .filter(|(_, s)| {
+                matches!(s.status, StepStatus::Ready | StepStatus::RetryScheduled)
+                    || s.status.is_held()
+            })
+            .map(|(d, s)| StepCancelled {
+                workflow_id: workflow_id.into(),
+                step_id: d.id.clone(),
+                attempt: s.attempt,
+                agent_id: if s.status.is_held() {
+                    s.agent.clone()
+                } else {
+                    None
+                },
+                reason: reason.into(),
+            })
+            .collect();
+        for fact in active {
+            self.emit(ctx, fact);
+        }
+    }
+
+    fn cancel(&mut self, ctx: &mut Ctx, c: &CancelWorkflow) -> Result<(), Rejection> {
+        let Some(wf) = self.workflows.get(&c.workflow_id) else {
+            return Err(reject(
+                "unknown_workflow",
+                format!("no workflow `{}` in this partition", c.workflow_id),
+            ));
+        };
+        if wf.is_terminal() {
+            return Err(reject(
+                "workflow_finished",
+                format!(
+                    "workflow `{}` already finished ({:?})",
+                    c.workflow_id, wf.status
+                ),
+            ));
+        }
+        let reason = c
+            .reason
+            .clone()
+            .unwrap_or_else(|| "cancelled on request".into());
+        self.cancel_active(ctx, &c.workflow_id, &reason);
+        self.emit(
+            ctx,
+            WorkflowCancelled {
+                workflow_id: c.workflow_id.clone(),
+                reason,
+            },
+        );
+        Ok(())
+    }
+
+    /// A report must name a known, unfinished workflow and step, the current
+    /// attempt, and the agent holding it.
+    fn check_report(
+        &self,
+        workflow_id: &str,
+        step_id: &str,
+        attempt: i32,
+        agent_id: &str,
+    ) -> Result<(Arc<WorkflowDefinition>, usize), Rejection> {
+        let Some(wf) = self.workflows.get(workflow_id) else {
+            return Err(reject(
+                "unknown_workflow",
+                format!("no workflow `{workflow_id}` in this partition"),
+            ));
+        };
+        if wf.is_terminal() {
+            return Err(reject(
+                "workflow_finished",
+                format!(
+                    "workflow `{workflow_id}` already finished ({:?})",
+                    wf.status
+                ),
+            ));
+        }
+        let Some(i) = wf.step_index(step_id) else {
+            return Err(reject(
+                "unknown_step",
+                format!("workflow `{workflow_id}` has no step `{step_id}`"),
+            ));
+        };
+        if self
+            .agents
+            .get(agent_id)
+            .is_some_and(|a| a.health == AgentHealth::Lost)
+        {
+            return Err(reject(
+                "agent_lost",
+                format!("agent `{agent_id}` was declared lost; its steps were re-queued"),
+            ));
+        }
+        let s = &wf.steps[i];
+        if !s.status.is_held() || s.attempt != attempt || s.agent.as_deref() != Some(agent_id) {
+            return Err(reject(
+                "not_holder",
+                format!(
+                    "step `{step_id}` attempt {attempt} is not held by `{agent_id}` (current: attempt {} {:?}, agent {})",
+                    s.attempt,
+                    s.status,
+                    s.agent.as_deref().unwrap_or("none")
+                ),
+            ));
+        }
+        Ok((wf.definition.clone(), i))
+    }
+
+    /// Assigns ready steps to agents while the scheduler finds matches.
+    fn schedule(&mut self, ctx: &mut Ctx) {
+        while let Some(a) = self.scheduler.peek_next() {
+            let Some(wf) = self.workflows.get(&a.key.workflow_id) else {
+                break;
+            };
+            let Some(i) = wf.step_index(&a.key.step_id) else {
+                break;
+            };
+            let def = &wf.definition.steps[i];
+            let fact = StepAssigned {
+                workflow_id: a.key.workflow_id.clone(),
+                step_id: a.key.step_id.clone(),
+                attempt: a.key.attempt,
+                agent_id: a.agent_id.clone(),
+                pool: a.pool.clone(),
+                strategy: a.strategy,
+                kind: def.kind_or_id().to_string(),
+                input: def.input.clone(),
+                timeout_at: def
+                    .timeout_ms
+                    .map(|ms| Timestamp(ctx.now.0.saturating_add(ms.saturating_mul(1000)))),
+            };
+            self.emit(ctx, fact);
+        }
+    }
+}

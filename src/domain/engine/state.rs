@@ -1,0 +1,300 @@
+//! The folded state of one partition: workflows with their steps, the
+//! partition's view of agents, timers, admission queue and the dedup window.
+//!
+//! Persisted parts (workflows, agents, dedup) are serde types; derived parts
+//! (the scheduler's ready queues and agent load, the timer index, the
+//! admission queue) are rebuilt from them on load by [`PartitionState::rebuild_derived`],
+//! so the store never has to keep two copies consistent.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::config::EngineConfig;
+use super::timers::TimerKey;
+use crate::domain::events::{
+    AgentHealth, EventId, JsonText, Timestamp, Usage, WorkflowDefinition, WorkflowStatus,
+};
+use crate::domain::scheduler::Scheduler;
+use crate::domain::workflow::Dag;
+
+/// Where a step is in its lifecycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StepStatus {
+    Pending,
+    Ready,
+    Assigned,
+    Running,
+    Succeeded,
+    /// The attempt failed or timed out; a retry or exhaustion follows.
+    Failed,
+    RetryScheduled,
+    Exhausted,
+    Skipped,
+    Cancelled,
+}
+
+impl StepStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            StepStatus::Succeeded
+                | StepStatus::Exhausted
+                | StepStatus::Skipped
+                | StepStatus::Cancelled
+        )
+    }
+
+    /// Held by an agent (counts against its capacity).
+    pub fn is_held(self) -> bool {
+        matches!(self, StepStatus::Assigned | StepStatus::Running)
+    }
+}
+
+/// One step of a workflow instance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepState {
+    pub status: StepStatus,
+    /// Current (or last) attempt, from 1; 0 before the first.
+    pub attempt: i32,
+    pub agent: Option<String>,
+    pub ready_at: Option<Timestamp>,
+    pub assigned_at: Option<Timestamp>,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    pub timeout_at: Option<Timestamp>,
+    pub retry_at: Option<Timestamp>,
+    pub output: Option<JsonText>,
+    pub last_error: Option<String>,
+    pub usage: Usage,
+    /// Skipped because its condition was false (satisfies dependants), as
+    /// opposed to skipped after an upstream failure.
+    pub condition_false: bool,
+}
+
+impl StepState {
+    fn new() -> Self {
+        StepState {
+            status: StepStatus::Pending,
+            attempt: 0,
+            agent: None,
+            ready_at: None,
+            assigned_at: None,
+            started_at: None,
+            finished_at: None,
+            timeout_at: None,
+            retry_at: None,
+            output: None,
+            last_error: None,
+            usage: Usage::default(),
+            condition_false: false,
+        }
+    }
+
+    /// Satisfies its dependants.
+    pub fn is_satisfied(&self) -> bool {
+        self.status == StepStatus::Succeeded
+            || (self.status == StepStatus::Skipped && self.condition_false)
+    }
+}
+
+/// One workflow instance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowState {
+    pub id: String,
+    pub definition: Arc<WorkflowDefinition>,
+    pub status: WorkflowStatus,
+    pub accepted_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    pub deadline_at: Option<Timestamp>,
+    pub steps: Vec<StepState>,
+    pub usage: Usage,
+    pub reason: Option<String>,
+    /// Order of acceptance in the partition (admission tie-break).
+    pub seq: u64,
+    #[serde(skip)]
+    pub dag: Option<Arc<Dag>>,
+}
+
+impl WorkflowState {
+    pub fn new(
+        id: String,
+        definition: Arc<WorkflowDefinition>,
+        dag: Arc<Dag>,
+        at: Timestamp,
+        deadline_at: Option<Timestamp>,
+        seq: u64,
+    ) -> Self {
+        let steps = (0..definition.steps.len())
+            .map(|_| StepState::new())
+            .collect();
+        WorkflowState {
+            id,
+            definition,
+            status: WorkflowStatus::Queued,
+            accepted_at: at,
+            started_at: None,
+            finished_at: None,
+            deadline_at,
+            steps,
+            usage: Usage::default(),
+            reason: None,
+            seq,
+            dag: Some(dag),
+        }
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self.status,
+            WorkflowStatus::Succeeded
+                | WorkflowStatus::Failed
+                | WorkflowStatus::Cancelled
+                | WorkflowStatus::TimedOut
+        )
+    }
+
+    pub fn step_index(&self, step_id: &str) -> Option<usize> {
+        self.definition.steps.iter().position(|s| s.id == step_id)
+    }
+}
+
+/// The partition's view of an agent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentView {
+    pub id: String,
+    pub pool: String,
+    pub capabilities: Vec<String>,
+    pub capacity: i32,
+    pub weight: i32,
+    pub labels: BTreeMap<String, String>,
+    pub heartbeat_interval_ms: i64,
+    pub health: AgentHealth,
+    pub draining: bool,
+    pub last_heartbeat_at: Timestamp,
+    pub reported_in_flight: i32,
+    pub cpu: Option<f64>,
+    pub memory_bytes: Option<i64>,
+    pub successes: u64,
+    pub failures: u64,
+    pub ewma_latency_ms: f64,
+    pub usage: Usage,
+}
+
+impl AgentView {
+    pub fn error_rate(&self) -> f64 {
+        let n = self.successes + self.failures;
+        if n == 0 {
+            0.0
+        } else {
+            self.failures as f64 / n as f64
+        }
+    }
+}
+
+/// Everything one partition knows.
+#[derive(Debug)]
+pub struct PartitionState {
+    pub config: EngineConfig,
+    /// `producer` of every fact: `baton-engine/<partition>`.
+    pub producer: String,
+    pub workflows: BTreeMap<String, WorkflowState>,
+    pub agents: BTreeMap<String, AgentView>,
+    /// Usage summed per pool (per workflow and agent live on those).
+    pub pool_usage: BTreeMap<String, Usage>,
+    pub(crate) scheduler: Scheduler,
+    pub(crate) timers: BTreeSet<(Timestamp, TimerKey)>,
+    /// Queued workflows by (-priority, seq).
+    pub(crate) admission: BTreeSet<(i32, u64, String)>,
+    pub(crate) running: usize,
+    pub(crate) next_seq: u64,
+    pub(crate) dedup: HashSet<EventId>,
+    pub(crate) dedup_order: VecDeque<EventId>,
+    /// Keys changed since the store last flushed (write-behind).
+    pub dirty_workflows: BTreeSet<String>,
+    pub dirty_agents: BTreeSet<String>,
+    /// Facts folded so far (for progress and checkpoints).
+    pub facts_folded: u64,
+}
+
+impl PartitionState {
+    pub fn new(config: EngineConfig) -> Self {
+        let scheduler = Scheduler::new(config.scheduler.clone());
+        PartitionState {
+            config,
+            producer: "baton-engine/0".into(),
+            workflows: BTreeMap::new(),
+            agents: BTreeMap::new(),
+            pool_usage: BTreeMap::new(),
+            scheduler,
+            timers: BTreeSet::new(),
+            admission: BTreeSet::new(),
+            running: 0,
+            next_seq: 0,
+            dedup: HashSet::new(),
+            dedup_order: VecDeque::new(),
+            dirty_workflows: BTreeSet::new(),
+            dirty_agents: BTreeSet::new(),
+            facts_folded: 0,
+        }
+    }
+
+    /// True when an input with this id was already reflected in the journal.
+    pub fn seen(&self, id: &EventId) -> bool {
+        self.dedup.contains(id)
+    }
+
+    /// Adds an input id to the dedup window (used when warming it up from
+    /// the journal after a restart).
+    pub fn remember_input(&mut self, id: EventId) {
+        self.remember(id);
+    }
+
+    pub(crate) fn remember(&mut self, id: EventId) {
+        if self.dedup.insert(id) {
+            self.dedup_order.push_back(id);
+            while self.dedup_order.len() > self.config.dedup_window {
+                if let Some(old) = self.dedup_order.pop_front() {
+                    self.dedup.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// The dedup window, oldest first (persisted as one value).
+    pub fn dedup_ids(&self) -> impl Iterator<Item = &EventId> {
+        self.dedup_order.iter()
+    }
+
+    /// Ready steps waiting per pool.
+    pub fn queue_depths(&self) -> BTreeMap<String, usize> {
+        self.scheduler.queue_depths()
+    }
+
+    /// Steps held by an agent in this partition (in flight), and capacity.
+    pub fn agent_load(&self, agent_id: &str) -> Option<(u32, u32)> {
+        self.scheduler.agent_load(agent_id)
+    }
+
+    /// Number of workflows currently running.
+    pub fn running_workflows(&self) -> usize {
+        self.running
+    }
+
+    /// Number of workflows waiting for admission.
+    pub fn queued_workflows(&self) -> usize {
+        self.admission.len()
+    }
+
+    /// Keeps acceptance order increasing across evictions and restarts.
+    pub fn next_seq_at_least(&mut self, seq: u64) {
+        self.next_seq = self.next_seq.max(seq);
+    }
+
+    /// The earliest pending timer, if any.
+    pub fn next_timer(&self) -> Option<Timestamp> {
+        self.timers.iter().next().map(|(t, _)| *t)
+    }
+}

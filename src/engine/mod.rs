@@ -1,0 +1,81 @@
+//! The engine: one loop per partition (see [`partition`]) that reads
+//! ingress, decides, appends journal facts, publishes results, commits the
+//! ingress offset and checkpoints the projection store.
+//!
+//! Effectively once: a journal record carries the ingress offset that
+//! caused it (header `baton-ingress-offset`) and its causation id; after a
+//! crash the partition loads the store's checkpoint, refolds the journal tail
+//! beyond it (republishing its results, which keep their ids), restarts
+//! ingress after the last offset reflected in the journal, and skips inputs
+//! whose event id is already in the dedup window.
+
+pub mod partition;
+pub mod results;
+pub mod stats;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::codec::Codec;
+use crate::domain::engine::EngineConfig;
+use crate::log::{EventLog, LogError};
+use crate::store::StoreError;
+use crate::topics::Topics;
+
+pub use partition::run_partition;
+pub use stats::EngineStats;
+
+/// How the loops run (not part of decisions).
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    pub data_dir: PathBuf,
+    /// Ingress records read per iteration.
+    pub batch: usize,
+    /// Checkpoint the store after this many facts...
+    pub flush_every_facts: u64,
+    /// ...or this much time, whichever comes first.
+    pub flush_every: Duration,
+    /// Sleep when there is nothing to read and no timer due.
+    pub idle_poll: Duration,
+    pub group: String,
+}
+
+impl EngineOptions {
+    pub fn new(data_dir: PathBuf) -> Self {
+        EngineOptions {
+            data_dir,
+            batch: 4096,
+            flush_every_facts: 200_000,
+            flush_every: Duration::from_millis(500),
+            idle_poll: Duration::from_millis(1),
+            group: "baton-engine".into(),
+        }
+    }
+}
+
+/// What every partition loop shares.
+pub struct Engine {
+    pub log: Arc<dyn EventLog>,
+    pub codec: Codec,
+    pub topics: Topics,
+    pub config: EngineConfig,
+    pub options: EngineOptions,
+    pub stats: Arc<EngineStats>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("encoding a journal fact: {0}")]
+    Encode(#[from] crate::codec::EncodeError),
+    #[error("journal record {partition}@{offset} does not decode: {reason}")]
+    Journal {
+        partition: u32,
+        offset: u64,
+        reason: String,
+    },
+}

@@ -1,0 +1,390 @@
+//! One partition's loop: recover (store checkpoint + journal tail), then
+//! repeat: read ingress → decode (bad bytes → DLQ) → decide (rejection →
+//! DLQ) → fire due timers → append the journal batch → publish results →
+//! commit the ingress offset → checkpoint the store now and then.
+//!
+//! Ordering is what makes it effectively once: journal before results
+//! before the offset commit; the store checkpoint only ever names journal
+//! offsets that are already appended.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::results::results_for;
+use super::{Engine, EngineError, EngineStats};
+use crate::domain::engine::PartitionState;
+use crate::domain::events::*;
+use crate::log::{partition_for_key, Header, ProducerRecord, StoredRecord, TopicPartition};
+use crate::store::{Checkpoint, ProjectionStore};
+
+const INGRESS_OFFSET_HEADER: &str = "baton-ingress-offset";
+const DLQ_NAMESPACE: Uuid = Uuid::from_u128(0x3d0c_91aa_5b7e_4f12_8c6d_2e9a_1b4f_7c30);
+
+fn now() -> Timestamp {
+    Timestamp::from_datetime(chrono::Utc::now())
+}
+
+/// Records to publish, grouped by topic and partition.
+#[derive(Default)]
+struct Outbox {
+    by_tp: BTreeMap<(String, u32), Vec<ProducerRecord>>,
+}
+
+impl Outbox {
+    fn push(&mut self, topic: String, partition: u32, record: ProducerRecord) {
+        self.by_tp
+            .entry((topic, partition))
+            .or_default()
+            .push(record);
+    }
+}
+
+struct Loop<'a> {
+    engine: &'a Engine,
+    p: u32,
+    state: PartitionState,
+    store: ProjectionStore,
+    journal_next: u64,
+    ingress_next: u64,
+    facts_since_flush: u64,
+    last_flush: Instant,
+    result_partitions: BTreeMap<String, u32>,
+}
+
+/// Runs partition `p` until `stop` turns true; flushes the store on the way out.
+pub async fn run_partition(
+    engine: Arc<Engine>,
+    p: u32,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), EngineError> {
+    let mut lp = Loop::recover(&engine, p).await?;
+    let ingress = engine.topics.ingress();
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let records = engine
+            .log
+            .read(&ingress, p, lp.ingress_next, engine.options.batch)
+            .await?;
+        let t = now();
+        let idle = records.is_empty() && lp.state.next_timer().is_none_or(|due| due > t);
+        if idle {
+            if lp.facts_since_flush > 0 && lp.last_flush.elapsed() >= engine.options.flush_every {
+                lp.checkpoint()?;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(engine.options.idle_poll) => {}
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
+        lp.process(records, t).await?;
+        if lp.facts_since_flush >= engine.options.flush_every_facts
+            || lp.last_flush.elapsed() >= engine.options.flush_every
+        {
+            lp.checkpoint()?;
+        }
+        tokio::task::yield_now().await;
+    }
+    lp.checkpoint()?;
+    Ok(())
+}
+
+impl<'a> Loop<'a> {
+    async fn recover(engine: &'a Engine, p: u32) -> Result<Loop<'a>, EngineError> {
+        let store = ProjectionStore::open(&ProjectionStore::dir(&engine.options.data_dir, p))?;
+        let mut state = PartitionState::new(engine.config.clone());
+        state.producer = format!("baton-engine/{p}");
+        let cp = store.load_into(&mut state)?.unwrap_or_default();
+        let mut result_partitions = BTreeMap::new();
+        for t in [
+            engine.topics.assignments(),
+            engine.topics.status(),
+            engine.topics.alerts(),
+            engine.topics.dlq(),
+        ] {
+            let n = engine.log.partition_count(&t).await?;
+            result_partitions.insert(t, n);
+        }
+        let mut lp = Loop {
+            engine,
+            p,
+            state,
+            store,
+            journal_next: cp.journal_next,
+            ingress_next: cp.ingress_next,
+            facts_since_flush: 0,
+            last_flush: Instant::now(),
+            result_partitions,
+        };
+        lp.warm_dedup(cp.journal_next).await?;
+        lp.refold_tail().await?;
+        let committed = engine
+            .log
+            .committed(
+                &engine.options.group,
+                &TopicPartition::new(engine.topics.ingress(), p),
+            )
+            .await?
+            .unwrap_or(0);
+        lp.ingress_next = lp.ingress_next.max(committed);
+        Ok(lp)
+    }
+
+    /// Remembers the causation ids of the journal just before the checkpoint,
+    /// so duplicates of recent inputs are still recognised after a restart.
+    async fn warm_dedup(&mut self, until: u64) -> Result<(), EngineError> {
+        let journal = self.engine.topics.journal();
+        let window = self.engine.config.dedup_window as u64;
+        let mut next = until
+            .saturating_sub(window)
+            .max(self.engine.log.log_start(&journal, self.p).await?);
+        while next < until {
+            let records = self.engine.log.read(&journal, self.p, next, 8192).await?;
+            let Some(last) = records.last() else { break };
+            next = last.offset + 1;
+            for r in records.iter().filter(|r| r.offset < until) {
+                let e = self.decode_journal(r)?;
+                if let Some(c) = e.causation_id {
+                    self.state.remember_input(c);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Folds journal facts beyond the checkpoint and republishes their results.
+    async fn refold_tail(&mut self) -> Result<(), EngineError> {
+        let journal = self.engine.topics.journal();
+        loop {
+            let records = self
+                .engine
+                .log
+                .read(&journal, self.p, self.journal_next, 8192)
+                .await?;
+            let Some(last) = records.last() else { break };
+            self.journal_next = last.offset + 1;
+            let mut outbox = Outbox::default();
+            for r in &records {
+                let e = self.decode_journal(r)?;
+                if let Some(o) = r.headers.iter().find(|h| h.key == INGRESS_OFFSET_HEADER) {
+                    if let Ok(s) = std::str::from_utf8(&o.value) {
+                        if let Ok(off) = s.parse::<u64>() {
+                            self.ingress_next = self.ingress_next.max(off + 1);
+                        }
+                    }
+                }
+                self.state.evolve(&e);
+                self.facts_since_flush += 1;
+                self.collect_results(&e, &mut outbox)?;
+            }
+            self.publish(outbox).await?;
+        }
+        Ok(())
+    }
+
+    fn decode_journal(&self, r: &StoredRecord) -> Result<Envelope, EngineError> {
+        self.engine
+            .codec
+            .decode(&r.value)
+            .map_err(|e| EngineError::Journal {
+                partition: self.p,
+                offset: r.offset,
+                reason: e.to_string(),
+            })
+    }
+
+    fn collect_results(&self, fact: &Envelope, outbox: &mut Outbox) -> Result<(), EngineError> {
+        if let Some((topic, key, env)) = results_for(fact, &self.engine.topics) {
+            let n = self.result_partitions.get(&topic).copied().unwrap_or(1);
+            let value = self.engine.codec.encode(&env)?;
+            outbox.push(
+                topic,
+                partition_for_key(key.as_bytes(), n),
+                ProducerRecord::new(Some(Bytes::from(key)), Bytes::from(value)),
+            );
+        }
+        Ok(())
+    }
+
+    async fn publish(&self, outbox: Outbox) -> Result<(), EngineError> {
+        for ((topic, partition), records) in outbox.by_tp {
+            self.engine.log.append(&topic, partition, records).await?;
+        }
+        Ok(())
+    }
+
+    fn dead_letter(
+        &self,
+        r: &StoredRecord,
+        code: &str,
+        message: String,
+        outbox: &mut Outbox,
+    ) -> Result<(), EngineError> {
+        let ingress = self.engine.topics.ingress();
+        let id = EventId(Uuid::new_v5(
+            &DLQ_NAMESPACE,
+            format!("{ingress}/{}/{}", self.p, r.offset).as_bytes(),
+        ));
+        let env = Envelope {
+            event_id: id,
+            correlation_id: r
+                .key
+                .as_ref()
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .unwrap_or_default(),
+            causation_id: None,
+            occurred_at: now(),
+            producer: self.state.producer.clone(),
+            payload: Payload::DeadLetter(DeadLetter {
+                source_topic: ingress,
+                source_partition: self.p as i32,
+                source_offset: r.offset as i64,
+                key: r.key.as_ref().map(|k| Blob(k.to_vec())),
+                original: Blob(r.value.to_vec()),
+                reason_code: code.to_string(),
+                message,
+            }),
+        };
+        tracing::debug!(
+            partition = self.p,
+            offset = r.offset,
+            code,
+            "input dead-lettered"
+        );
+        let dlq = self.engine.topics.dlq();
+        let n = self.result_partitions.get(&dlq).copied().unwrap_or(1);
+        let key = r.key.clone().unwrap_or_default();
+        let value = self.engine.codec.encode(&env)?;
+        outbox.push(
+            dlq,
+            partition_for_key(&key, n),
+            ProducerRecord::new(r.key.clone(), Bytes::from(value)),
+        );
+        EngineStats::add(&self.engine.stats.dead_letters, 1);
+        Ok(())
+    }
+
+    async fn process(
+        &mut self,
+        records: Vec<StoredRecord>,
+        t: Timestamp,
+    ) -> Result<(), EngineError> {
+        let stats = &self.engine.stats;
+        let mut journal = Vec::with_capacity(records.len() * 3);
+        let mut outbox = Outbox::default();
+        let mut inputs_at = Vec::with_capacity(records.len());
+        let mut facts_all = Vec::with_capacity(records.len() * 3);
+        for r in &records {
+            self.ingress_next = r.offset + 1;
+            let input = match self.engine.codec.decode(&r.value) {
+                Ok(e) => e,
+                Err(e) => {
+                    self.dead_letter(r, e.code(), e.to_string(), &mut outbox)?;
+                    continue;
+                }
+            };
+            EngineStats::add(&stats.ingress_events, 1);
+            if self.state.seen(&input.event_id) {
+                EngineStats::add(&stats.duplicates, 1);
+                continue;
+            }
+            match self.state.decide(&input, t) {
+                Ok(facts) => {
+                    if !facts.is_empty() {
+                        inputs_at.push(input.occurred_at);
+                    }
+                    for f in facts {
+                        journal.push((Some(r.offset), f));
+                    }
+                }
+                Err(rej) => self.dead_letter(r, rej.code, rej.message, &mut outbox)?,
+            }
+        }
+        for f in self.state.tick(t) {
+            journal.push((None, f));
+        }
+        let mut batch = Vec::with_capacity(journal.len());
+        for (offset, fact) in &journal {
+            let value = self.engine.codec.encode(fact)?;
+            let mut rec = ProducerRecord::new(
+                Some(Bytes::from(fact.correlation_id.clone())),
+                Bytes::from(value),
+            );
+            if let Some(o) = offset {
+                rec.headers.push(Header {
+                    key: INGRESS_OFFSET_HEADER.into(),
+                    value: Bytes::from(o.to_string()),
+                });
+            }
+            rec.timestamp_ms = Some(fact.occurred_at.0.div_euclid(1000));
+            batch.push(rec);
+        }
+        for (_, fact) in journal {
+            self.collect_results(&fact, &mut outbox)?;
+            facts_all.push(fact);
+        }
+        if !batch.is_empty() {
+            let n = batch.len() as u64;
+            let offsets = self
+                .engine
+                .log
+                .append(&self.engine.topics.journal(), self.p, batch)
+                .await?;
+            if let Some(last) = offsets.last() {
+                self.journal_next = last + 1;
+            }
+            self.facts_since_flush += n;
+            EngineStats::add(&stats.journal_events, n);
+            let done = now();
+            let samples: Vec<u64> = inputs_at
+                .iter()
+                .map(|a| (done.0 - a.0).max(0) as u64)
+                .collect();
+            stats.record_latencies(&samples);
+        }
+        self.count(&facts_all);
+        self.publish(outbox).await?;
+        let tp = TopicPartition::new(self.engine.topics.ingress(), self.p);
+        self.engine
+            .log
+            .commit(&self.engine.options.group, &[(tp, self.ingress_next)])
+            .await?;
+        Ok(())
+    }
+
+    fn count(&self, facts: &[Envelope]) {
+        let s = &self.engine.stats;
+        for f in facts {
+            match &f.payload {
+                Payload::WorkflowAccepted(_) => EngineStats::add(&s.workflows_accepted, 1),
+                Payload::WorkflowRejected(_) => EngineStats::add(&s.workflows_rejected, 1),
+                Payload::WorkflowSucceeded(_) => EngineStats::add(&s.workflows_succeeded, 1),
+                Payload::WorkflowFailed(_) => EngineStats::add(&s.workflows_failed, 1),
+                Payload::WorkflowCancelled(_) | Payload::WorkflowTimedOut(_) => {
+                    EngineStats::add(&s.workflows_other_terminal, 1)
+                }
+                Payload::StepAssigned(_) => EngineStats::add(&s.assignments, 1),
+                _ => {}
+            }
+        }
+    }
+
+    fn checkpoint(&mut self) -> Result<(), EngineError> {
+        let cp = Checkpoint {
+            journal_next: self.journal_next,
+            ingress_next: self.ingress_next,
+            facts_folded: self.state.facts_folded,
+        };
+        self.store.flush(&mut self.state, &cp)?;
+        self.facts_since_flush = 0;
+        self.last_flush = Instant::now();
+        Ok(())
+    }
+}

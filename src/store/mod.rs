@@ -1,0 +1,233 @@
+//! Projection store (sled 0.34): one database per partition holding the
+//! folded workflows, agents and pool usage, plus the checkpoint that says
+//! which journal offset they reflect. Write-behind: the engine folds in
+//! memory and calls [`ProjectionStore::flush`] every N facts or M ms; one
+//! flush is one atomic sled batch (dirty entries + checkpoint), so after a
+//! crash the store is exactly the fold of `journal[..checkpoint.journal_next]`
+//! and the engine refolds only the tail.
+//!
+//! Keys: `w/<workflow id>`, `a/<agent id>`, `p/<pool>`, `m/checkpoint`,
+//! `m/format`. Values: bincode of the domain types. The format version is
+//! bumped whenever a stored type changes shape; a store with another version
+//! is rebuilt from the journal (see `docs` in the README).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::engine::{AgentView, PartitionState, WorkflowState};
+use crate::domain::events::Usage;
+
+/// Bump when a stored type changes shape.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// What the stored state reflects.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Next journal offset to fold (everything below is in the store).
+    pub journal_next: u64,
+    /// Next ingress offset to read.
+    pub ingress_next: u64,
+    pub facts_folded: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("projection store {path}: {source}")]
+    Sled { path: String, source: sled::Error },
+    #[error("projection store {path}: corrupt value for key {key}: {reason}")]
+    Corrupt {
+        path: String,
+        key: String,
+        reason: String,
+    },
+    #[error("projection store {path} has format version {found}, this build uses {expected}; move it aside to rebuild it from the journal")]
+    Format {
+        path: String,
+        found: u32,
+        expected: u32,
+    },
+}
+
+/// One partition's projection database.
+pub struct ProjectionStore {
+    db: sled::Db,
+    path: PathBuf,
+}
+
+fn key(prefix: &str, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + id.len());
+    k.extend_from_slice(prefix.as_bytes());
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+impl ProjectionStore {
+    /// The directory of a partition's store under the data directory.
+    pub fn dir(data_dir: &Path, partition: u32) -> PathBuf {
+        data_dir.join("store").join(format!("p-{partition}"))
+    }
+
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(64 << 20)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|source| StoreError::Sled {
+                path: path.display().to_string(),
+                source,
+            })?;
+        let store = ProjectionStore {
+            db,
+            path: path.to_path_buf(),
+        };
+        match store.get::<u32>(b"m/format")? {
+            Some(found) if found != FORMAT_VERSION => {
+                return Err(StoreError::Format {
+                    path: store.path_str(),
+                    found,
+                    expected: FORMAT_VERSION,
+                })
+            }
+            Some(_) => {}
+            None => {
+                let v = bincode::serialize(&FORMAT_VERSION).unwrap_or_default();
+                store.db.insert(b"m/format", v).map_err(|e| store.sled(e))?;
+            }
+        }
+        Ok(store)
+    }
+
+    fn path_str(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn sled(&self, source: sled::Error) -> StoreError {
+        StoreError::Sled {
+            path: self.path_str(),
+            source,
+        }
+    }
+
+    fn get<T: for<'de> Deserialize<'de>>(&self, k: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.db.get(k).map_err(|e| self.sled(e))? {
+            None => Ok(None),
+            Some(v) => bincode::deserialize(&v)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt {
+                    path: self.path_str(),
+                    key: String::from_utf8_lossy(k).into_owned(),
+                    reason: e.to_string(),
+                }),
+        }
+    }
+
+    fn scan<T: for<'de> Deserialize<'de>>(&self, prefix: &str) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.db.scan_prefix(prefix.as_bytes()) {
+            let (k, v) = kv.map_err(|e| self.sled(e))?;
+            out.push(bincode::deserialize(&v).map_err(|e| StoreError::Corrupt {
+                path: self.path_str(),
+                key: String::from_utf8_lossy(&k).into_owned(),
+                reason: e.to_string(),
+            })?);
+        }
+        Ok(out)
+    }
+
+    pub fn checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        self.get(b"m/checkpoint")
+    }
+
+    /// One workflow as stored (terminal workflows live only here once evicted).
+    pub fn workflow(&self, id: &str) -> Result<Option<WorkflowState>, StoreError> {
+        self.get(&key("w/", id))
+    }
+
+    /// Every stored workflow (for inspection and verification).
+    pub fn workflows(&self) -> Result<Vec<WorkflowState>, StoreError> {
+        self.scan("w/")
+    }
+
+    pub fn agents(&self) -> Result<Vec<AgentView>, StoreError> {
+        self.scan("a/")
+    }
+
+    /// Loads the non-terminal workflows, the agents and pool usage into
+    /// `state` and rebuilds its derived indexes.
+    pub fn load_into(&self, state: &mut PartitionState) -> Result<Option<Checkpoint>, StoreError> {
+        for wf in self.workflows()? {
+            state.next_seq_at_least(wf.seq + 1);
+            if !wf.is_terminal() {
+                state.workflows.insert(wf.id.clone(), wf);
+            }
+        }
+        for a in self.agents()? {
+            state.agents.insert(a.id.clone(), a);
+        }
+        for kv in self.db.scan_prefix(b"p/") {
+            let (k, v) = kv.map_err(|e| self.sled(e))?;
+            let pool = String::from_utf8_lossy(&k[2..]).into_owned();
+            let usage: Usage = bincode::deserialize(&v).unwrap_or_default();
+            state.pool_usage.insert(pool, usage);
+        }
+        state.rebuild_derived();
+        let cp = self.checkpoint()?;
+        if let Some(c) = &cp {
+            state.facts_folded = c.facts_folded;
+        }
+        Ok(cp)
+    }
+
+    /// Writes the dirty entries and the checkpoint in one atomic batch, makes
+    /// it durable, then evicts terminal workflows from memory (they stay here).
+    pub fn flush(
+        &self,
+        state: &mut PartitionState,
+        checkpoint: &Checkpoint,
+    ) -> Result<usize, StoreError> {
+        let mut batch = sled::Batch::default();
+        let mut written = 0;
+        let dirty_wf = std::mem::take(&mut state.dirty_workflows);
+        for id in &dirty_wf {
+            if let Some(wf) = state.workflows.get(id) {
+                batch.insert(key("w/", id), bincode::serialize(wf).unwrap_or_default());
+                written += 1;
+            }
+        }
+        for id in std::mem::take(&mut state.dirty_agents) {
+            if let Some(a) = state.agents.get(&id) {
+                batch.insert(key("a/", &id), bincode::serialize(a).unwrap_or_default());
+                written += 1;
+            }
+        }
+        for (pool, usage) in &state.pool_usage {
+            batch.insert(
+                key("p/", pool),
+                bincode::serialize(usage).unwrap_or_default(),
+            );
+        }
+        batch.insert(
+            b"m/checkpoint".to_vec(),
+            bincode::serialize(checkpoint).unwrap_or_default(),
+        );
+        self.db.apply_batch(batch).map_err(|e| self.sled(e))?;
+        self.db.flush().map_err(|e| self.sled(e))?;
+        for id in dirty_wf {
+            if state.workflows.get(&id).is_some_and(|w| w.is_terminal()) {
+                state.workflows.remove(&id);
+            }
+        }
+        Ok(written)
+    }
+
+    /// Counts of stored workflows by status.
+    pub fn status_counts(&self) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
+        let mut counts = std::collections::BTreeMap::new();
+        for wf in self.workflows()? {
+            *counts.entry(format!("{:?}", wf.status)).or_insert(0) += 1;
+        }
+        Ok(counts)
+    }
+}
