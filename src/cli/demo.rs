@@ -94,10 +94,14 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<ExitCode
         heartbeat_interval: Duration::from_millis(1000),
         seed,
     };
+    // With a rate, submit in 5 ms slices so latency measures the engine, not
+    // bursts queued behind a large generator batch.
+    let batch = args.rate.map_or(4096, |r| ((r / 200.0) as usize).max(1));
     let gen_cfg = GeneratorConfig {
         workflows: args.workflows,
         rate: args.rate,
         seed,
+        batch,
         ..GeneratorConfig::for_fleet(&fleet_cfg)
     };
     let fleet = tokio::spawn(run_fleet(

@@ -72,6 +72,8 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("encoding a journal fact: {0}")]
     Encode(#[from] crate::codec::EncodeError),
+    #[error("a background store write failed to run: {0}")]
+    Task(String),
     #[error("journal record {partition}@{offset} does not decode: {reason}")]
     Journal {
         partition: u32,

@@ -57,6 +57,9 @@ struct Loop<'a> {
     /// Reused between iterations: a fresh multi-megabyte buffer per batch
     /// cost more in page faults than the decisions themselves.
     journal_buf: Vec<(Option<u64>, Envelope)>,
+    /// The store write of the last checkpoint, running off the loop so a
+    /// sled flush never stalls decisions.
+    pending_write: Option<tokio::task::JoinHandle<Result<(), crate::store::StoreError>>>,
 }
 
 /// Runs partition `p` until `stop` turns true; flushes the store on the way out.
@@ -79,7 +82,7 @@ pub async fn run_partition(
         let idle = records.is_empty() && lp.state.next_timer().is_none_or(|due| due > t);
         if idle {
             if lp.facts_since_flush > 0 && lp.last_flush.elapsed() >= engine.options.flush_every {
-                lp.checkpoint()?;
+                lp.checkpoint().await?;
             }
             tokio::select! {
                 _ = tokio::time::sleep(engine.options.idle_poll) => {}
@@ -91,11 +94,12 @@ pub async fn run_partition(
         if lp.facts_since_flush >= engine.options.flush_every_facts
             || lp.last_flush.elapsed() >= engine.options.flush_every
         {
-            lp.checkpoint()?;
+            lp.checkpoint().await?;
         }
         tokio::task::yield_now().await;
     }
-    lp.checkpoint()?;
+    lp.checkpoint().await?;
+    lp.finish_write().await?;
     Ok(())
 }
 
@@ -126,6 +130,7 @@ impl<'a> Loop<'a> {
             last_flush: Instant::now(),
             result_partitions,
             journal_buf: Vec::new(),
+            pending_write: None,
         };
         lp.warm_dedup(cp.journal_next).await?;
         lp.refold_tail().await?;
@@ -356,11 +361,6 @@ impl<'a> Loop<'a> {
         journal.clear();
         self.journal_buf = journal;
         self.publish(outbox).await?;
-        let tp = TopicPartition::new(self.engine.topics.ingress(), self.p);
-        self.engine
-            .log
-            .commit(&self.engine.options.group, &[(tp, self.ingress_next)])
-            .await?;
         Ok(())
     }
 
@@ -381,15 +381,35 @@ impl<'a> Loop<'a> {
         }
     }
 
-    fn checkpoint(&mut self) -> Result<(), EngineError> {
-        let cp = Checkpoint {
-            journal_next: self.journal_next,
-            ingress_next: self.ingress_next,
-            facts_folded: self.state.facts_folded,
-        };
-        self.store.flush(&mut self.state, &cp)?;
+    /// Starts writing a checkpoint in the background (waiting for the
+    /// previous write first, so checkpoints land in order).
+    async fn checkpoint(&mut self) -> Result<(), EngineError> {
+        self.finish_write().await?;
+        // The group offset is committed with each checkpoint, not per batch:
+        // the journal's ingress-offset headers are the authoritative resume
+        // point, and a commit costs an fsync.
+        let tp = TopicPartition::new(self.engine.topics.ingress(), self.p);
+        self.engine
+            .log
+            .commit(&self.engine.options.group, &[(tp, self.ingress_next)])
+            .await?;
+        let cp = Checkpoint { journal_next: self.journal_next, ingress_next: self.ingress_next, facts_folded: self.state.facts_folded };
+        let prepared = self.store.prepare(&mut self.state, &cp);
+        let writer = self.store.writer();
+        self.pending_write = Some(tokio::task::spawn_blocking(move || writer.write(prepared)));
         self.facts_since_flush = 0;
         self.last_flush = Instant::now();
         Ok(())
     }
+
+    async fn finish_write(&mut self) -> Result<(), EngineError> {
+        if let Some(h) = self.pending_write.take() {
+            match h.await {
+                Ok(r) => r?,
+                Err(e) => return Err(EngineError::Task(e.to_string())),
+            }
+        }
+        Ok(())
+    }
+
 }

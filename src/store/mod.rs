@@ -49,6 +49,34 @@ pub enum StoreError {
     },
 }
 
+/// A serialised flush, ready to be written.
+pub struct PreparedFlush {
+    batch: sled::Batch,
+    /// Workflows and agents in it.
+    pub entries: usize,
+}
+
+/// Writes prepared flushes; see [`ProjectionStore::prepare`].
+#[derive(Clone)]
+pub struct StoreWriter {
+    db: sled::Db,
+    path: String,
+}
+
+impl StoreWriter {
+    /// Applies the batch atomically and makes it durable.
+    pub fn write(&self, batch: PreparedFlush) -> Result<(), StoreError> {
+        self.write_batch(batch.batch)
+    }
+
+    fn write_batch(&self, batch: sled::Batch) -> Result<(), StoreError> {
+        let err = |source| StoreError::Sled { path: self.path.clone(), source };
+        self.db.apply_batch(batch).map_err(err)?;
+        self.db.flush().map_err(err)?;
+        Ok(())
+    }
+}
+
 /// One partition's projection database.
 pub struct ProjectionStore {
     db: sled::Db,
@@ -182,44 +210,49 @@ impl ProjectionStore {
 
     /// Writes the dirty entries and the checkpoint in one atomic batch, makes
     /// it durable, then evicts terminal workflows from memory (they stay here).
-    pub fn flush(
-        &self,
-        state: &mut PartitionState,
-        checkpoint: &Checkpoint,
-    ) -> Result<usize, StoreError> {
+    pub fn flush(&self, state: &mut PartitionState, checkpoint: &Checkpoint) -> Result<usize, StoreError> {
+        let prepared = self.prepare(state, checkpoint);
+        let written = prepared.entries;
+        self.writer().write(prepared)?;
+        Ok(written)
+    }
+
+    /// Serialises the dirty entries and the checkpoint into one batch (the
+    /// part that needs the state), and evicts terminal workflows from
+    /// memory: the batch carries their final value. Write it with
+    /// [`StoreWriter::write`], possibly on another thread; until it is
+    /// written, a crash simply resumes from the previous checkpoint.
+    pub fn prepare(&self, state: &mut PartitionState, checkpoint: &Checkpoint) -> PreparedFlush {
         let mut batch = sled::Batch::default();
-        let mut written = 0;
+        let mut entries = 0;
         let dirty_wf = std::mem::take(&mut state.dirty_workflows);
         for id in &dirty_wf {
             if let Some(wf) = state.workflows.get(id) {
                 batch.insert(key("w/", id), bincode::serialize(wf).unwrap_or_default());
-                written += 1;
+                entries += 1;
             }
         }
         for id in std::mem::take(&mut state.dirty_agents) {
             if let Some(a) = state.agents.get(&id) {
                 batch.insert(key("a/", &id), bincode::serialize(a).unwrap_or_default());
-                written += 1;
+                entries += 1;
             }
         }
         for (pool, usage) in &state.pool_usage {
-            batch.insert(
-                key("p/", pool),
-                bincode::serialize(usage).unwrap_or_default(),
-            );
+            batch.insert(key("p/", pool), bincode::serialize(usage).unwrap_or_default());
         }
-        batch.insert(
-            b"m/checkpoint".to_vec(),
-            bincode::serialize(checkpoint).unwrap_or_default(),
-        );
-        self.db.apply_batch(batch).map_err(|e| self.sled(e))?;
-        self.db.flush().map_err(|e| self.sled(e))?;
+        batch.insert(b"m/checkpoint".to_vec(), bincode::serialize(checkpoint).unwrap_or_default());
         for id in dirty_wf {
             if state.workflows.get(&id).is_some_and(|w| w.is_terminal()) {
                 state.workflows.remove(&id);
             }
         }
-        Ok(written)
+        PreparedFlush { batch, entries }
+    }
+
+    /// A handle that writes prepared batches (cheap to clone, `Send`).
+    pub fn writer(&self) -> StoreWriter {
+        StoreWriter { db: self.db.clone(), path: self.path_str() }
     }
 
     /// Counts of stored workflows by status.
