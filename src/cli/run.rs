@@ -24,6 +24,9 @@ pub struct EngineArgs {
     /// Checkpoint the projection store every this many milliseconds.
     #[arg(long, default_value_t = 500)]
     pub flush_ms: u64,
+    /// Ingress records decided per engine iteration (one journal append).
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub batch_size: u64,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -70,6 +73,7 @@ pub fn engine(
 ) -> anyhow::Result<Arc<Engine>> {
     let mut options = EngineOptions::new(global.data_dir.clone());
     options.flush_every = std::time::Duration::from_millis(args.flush_ms.max(1));
+    options.batch = args.batch_size as usize;
     Ok(Arc::new(Engine {
         log,
         codec: Codec::builtin()?,

@@ -12,6 +12,7 @@
 pub mod partition;
 pub mod results;
 pub mod stats;
+pub mod verify;
 
 use std::path::PathBuf;
 use std::sync::Arc;

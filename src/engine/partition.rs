@@ -393,7 +393,11 @@ impl<'a> Loop<'a> {
             .log
             .commit(&self.engine.options.group, &[(tp, self.ingress_next)])
             .await?;
-        let cp = Checkpoint { journal_next: self.journal_next, ingress_next: self.ingress_next, facts_folded: self.state.facts_folded };
+        let cp = Checkpoint {
+            journal_next: self.journal_next,
+            ingress_next: self.ingress_next,
+            facts_folded: self.state.facts_folded,
+        };
         let prepared = self.store.prepare(&mut self.state, &cp);
         let writer = self.store.writer();
         self.pending_write = Some(tokio::task::spawn_blocking(move || writer.write(prepared)));
@@ -411,5 +415,4 @@ impl<'a> Loop<'a> {
         }
         Ok(())
     }
-
 }

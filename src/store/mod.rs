@@ -70,7 +70,10 @@ impl StoreWriter {
     }
 
     fn write_batch(&self, batch: sled::Batch) -> Result<(), StoreError> {
-        let err = |source| StoreError::Sled { path: self.path.clone(), source };
+        let err = |source| StoreError::Sled {
+            path: self.path.clone(),
+            source,
+        };
         self.db.apply_batch(batch).map_err(err)?;
         self.db.flush().map_err(err)?;
         Ok(())
@@ -210,7 +213,11 @@ impl ProjectionStore {
 
     /// Writes the dirty entries and the checkpoint in one atomic batch, makes
     /// it durable, then evicts terminal workflows from memory (they stay here).
-    pub fn flush(&self, state: &mut PartitionState, checkpoint: &Checkpoint) -> Result<usize, StoreError> {
+    pub fn flush(
+        &self,
+        state: &mut PartitionState,
+        checkpoint: &Checkpoint,
+    ) -> Result<usize, StoreError> {
         let prepared = self.prepare(state, checkpoint);
         let written = prepared.entries;
         self.writer().write(prepared)?;
@@ -239,9 +246,15 @@ impl ProjectionStore {
             }
         }
         for (pool, usage) in &state.pool_usage {
-            batch.insert(key("p/", pool), bincode::serialize(usage).unwrap_or_default());
+            batch.insert(
+                key("p/", pool),
+                bincode::serialize(usage).unwrap_or_default(),
+            );
         }
-        batch.insert(b"m/checkpoint".to_vec(), bincode::serialize(checkpoint).unwrap_or_default());
+        batch.insert(
+            b"m/checkpoint".to_vec(),
+            bincode::serialize(checkpoint).unwrap_or_default(),
+        );
         for id in dirty_wf {
             if state.workflows.get(&id).is_some_and(|w| w.is_terminal()) {
                 state.workflows.remove(&id);
@@ -252,7 +265,10 @@ impl ProjectionStore {
 
     /// A handle that writes prepared batches (cheap to clone, `Send`).
     pub fn writer(&self) -> StoreWriter {
-        StoreWriter { db: self.db.clone(), path: self.path_str() }
+        StoreWriter {
+            db: self.db.clone(),
+            path: self.path_str(),
+        }
     }
 
     /// Counts of stored workflows by status.

@@ -243,7 +243,7 @@ impl PartitionState {
         attempt: i32,
         now: Timestamp,
     ) {
-        let seq = self.next_seq;
+        let seq = self.next_ready_seq;
         let Some(wf) = self.workflows.get_mut(workflow_id) else {
             return;
         };
@@ -278,7 +278,7 @@ impl PartitionState {
             priority: wf.definition.priority.saturating_add(def.priority),
             ready_seq: seq,
         };
-        self.next_seq += 1;
+        self.next_ready_seq += 1;
         self.scheduler.enqueue(ready);
         self.dirty_workflows.insert(workflow_id.to_string());
     }

@@ -209,7 +209,12 @@ pub struct PartitionState {
     /// Queued workflows by (-priority, seq).
     pub(crate) admission: BTreeSet<(i32, u64, String)>,
     pub(crate) running: usize,
+    /// Acceptance order of workflows (stored in each workflow, so it must
+    /// count WorkflowAccepted facts and nothing else).
     pub(crate) next_seq: u64,
+    /// Ready-queue order (FIFO within a priority); soft state, restarts with
+    /// the process.
+    pub(crate) next_ready_seq: u64,
     pub(crate) dedup: HashSet<EventId>,
     pub(crate) dedup_order: VecDeque<EventId>,
     /// Keys changed since the store last flushed (write-behind).
@@ -233,6 +238,7 @@ impl PartitionState {
             admission: BTreeSet::new(),
             running: 0,
             next_seq: 0,
+            next_ready_seq: 0,
             dedup: HashSet::new(),
             dedup_order: VecDeque::new(),
             dirty_workflows: BTreeSet::new(),

@@ -1,0 +1,260 @@
+//! Effectively once under SIGKILL: the engine (`baton run`, a child
+//! process) is killed at random moments while it works through a prepared
+//! ingress, restarted each time, then run to completion. Afterwards every
+//! submission is reflected in the journal exactly once (one
+//! WorkflowAccepted each, no duplicate-workflow rejections, no journal
+//! event id twice) and each partition's projection store equals a fresh
+//! refold of its journal.
+
+use std::collections::{BTreeMap, HashSet};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton::codec::Codec;
+use baton::domain::engine::EngineConfig;
+use baton::domain::events::*;
+use baton::engine::{run_partition, verify, Engine, EngineOptions, EngineStats};
+use baton::log::embedded::{EmbeddedConfig, EmbeddedLog};
+use baton::log::{partition_for_key, EventLog, ProducerRecord};
+use baton::store::ProjectionStore;
+use baton::topics::Topics;
+use bytes::Bytes;
+
+const WORKFLOWS: u64 = 8_000;
+const PARTITIONS: u32 = 4;
+
+fn envelope(n: u64, payload: Payload) -> Envelope {
+    Envelope {
+        event_id: EventId(uuid::Uuid::from_u128(
+            0xfeed_0000_0000_0000_0000_0000_0000_0000 | n as u128,
+        )),
+        correlation_id: payload.correlation_id().to_string(),
+        causation_id: None,
+        occurred_at: Timestamp::from_datetime(chrono::Utc::now()),
+        producer: "crash-test".into(),
+        payload,
+    }
+}
+
+async fn prepare(log: &EmbeddedLog, codec: &Codec, topics: &Topics) {
+    for spec in topics.specs(PARTITIONS) {
+        log.create_topic(&spec).await.unwrap();
+    }
+    let mut n = 0;
+    for a in 0..4 {
+        let reg = RegisterAgent {
+            agent_id: format!("agent-{a}"),
+            pool: "default".into(),
+            capabilities: vec!["llm".into()],
+            capacity: 100_000,
+            weight: 1,
+            labels: BTreeMap::new(),
+            heartbeat_interval_ms: 3_600_000,
+        };
+        for p in 0..PARTITIONS {
+            n += 1;
+            let v = codec.encode(&envelope(n, reg.clone().into())).unwrap();
+            log.append(
+                &topics.ingress(),
+                p,
+                vec![ProducerRecord::new(None, Bytes::from(v))],
+            )
+            .await
+            .unwrap();
+        }
+    }
+    let mut by_p: BTreeMap<u32, Vec<ProducerRecord>> = BTreeMap::new();
+    for i in 0..WORKFLOWS {
+        let id = format!("wf-{i}");
+        let step = |s: &str, deps: &[&str]| StepDefinition {
+            id: s.into(),
+            kind: None,
+            capabilities: vec!["llm".into()],
+            pool: None,
+            depends_on: deps.iter().map(|d| d.to_string()).collect(),
+            timeout_ms: None,
+            retry: None,
+            priority: 0,
+            input: None,
+            when: None,
+        };
+        let submit = SubmitWorkflow {
+            workflow_id: id.clone(),
+            definition: WorkflowDefinition {
+                name: "crash".into(),
+                steps: vec![step("a", &[]), step("b", &["a"])],
+                input: None,
+                deadline_ms: None,
+                priority: 0,
+                labels: BTreeMap::new(),
+            },
+        };
+        n += 1;
+        let mut env = envelope(n, submit.into());
+        // Every 10th submission is sent twice (a producer retry): same event id.
+        let copies = if i % 10 == 0 { 2 } else { 1 };
+        env.correlation_id.clone_from(&id);
+        let v = Bytes::from(codec.encode(&env).unwrap());
+        for _ in 0..copies {
+            by_p.entry(partition_for_key(id.as_bytes(), PARTITIONS))
+                .or_default()
+                .push(ProducerRecord::new(
+                    Some(Bytes::from(id.clone())),
+                    v.clone(),
+                ));
+        }
+    }
+    for (p, recs) in by_p {
+        for chunk in recs.chunks(50) {
+            log.append(&topics.ingress(), p, chunk.to_vec())
+                .await
+                .unwrap();
+        }
+    }
+    log.flush().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_survives_sigkill_with_effectively_once_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let codec = Codec::builtin().unwrap();
+    let topics = Topics::default();
+    {
+        let log = EmbeddedLog::open(EmbeddedConfig::new(dir.path().join("log"))).unwrap();
+        prepare(&log, &codec, &topics).await;
+    }
+    // Kill the engine at random moments, a bounded number of times.
+    let started = std::time::Instant::now();
+    let mut progress = Vec::new();
+    for round in 0..6 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args([
+                "--partitions",
+                "4",
+                "run",
+                "--flush-ms",
+                "20",
+                "--batch-size",
+                "32",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(fastrand::u64(100..700)));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let log = EmbeddedLog::open(EmbeddedConfig::read_only(dir.path().join("log"))).unwrap();
+        let mut journal = 0;
+        for p in 0..PARTITIONS {
+            journal += log.high_watermark(&topics.journal(), p).await.unwrap();
+        }
+        eprintln!("round {round}: killed with {journal} journal events written");
+        progress.push(journal);
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "round {round}: bounded in time"
+        );
+    }
+    // Finish in-process, then stop (which checkpoints).
+    let log: Arc<dyn EventLog> =
+        Arc::new(EmbeddedLog::open(EmbeddedConfig::new(dir.path().join("log"))).unwrap());
+    let engine = Arc::new(Engine {
+        log: log.clone(),
+        codec: codec.clone(),
+        topics: topics.clone(),
+        config: EngineConfig::default(),
+        options: EngineOptions::new(dir.path().to_path_buf()),
+        stats: Arc::new(EngineStats::default()),
+    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let handles: Vec<_> = (0..PARTITIONS)
+        .map(|p| tokio::spawn(run_partition(engine.clone(), p, stop_rx.clone())))
+        .collect();
+    // Wait until every ingress record is reflected (bounded).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let total_ingress: u64 = {
+        let mut t = 0;
+        for p in 0..PARTITIONS {
+            t += log.high_watermark(&topics.ingress(), p).await.unwrap();
+        }
+        t
+    };
+    loop {
+        let mut accepted = HashSet::new();
+        for p in 0..PARTITIONS {
+            for r in log.read(&topics.journal(), p, 0, usize::MAX).await.unwrap() {
+                if let Ok(e) = codec.decode(&r.value) {
+                    if let Payload::WorkflowAccepted(a) = e.payload {
+                        accepted.insert(a.workflow_id);
+                    }
+                }
+            }
+        }
+        if accepted.len() as u64 == WORKFLOWS {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} of {WORKFLOWS} accepted ({total_ingress} ingress records)",
+            accepted.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop_tx.send(true).unwrap();
+    for h in handles {
+        h.await.unwrap().unwrap();
+    }
+
+    let mut accepted: BTreeMap<String, u32> = BTreeMap::new();
+    let mut ids = HashSet::new();
+    for p in 0..PARTITIONS {
+        for r in log.read(&topics.journal(), p, 0, usize::MAX).await.unwrap() {
+            let e = codec.decode(&r.value).unwrap();
+            assert!(
+                ids.insert(e.event_id),
+                "journal event id {} appears twice",
+                e.event_id
+            );
+            match &e.payload {
+                Payload::WorkflowAccepted(a) => {
+                    *accepted.entry(a.workflow_id.clone()).or_default() += 1
+                }
+                Payload::WorkflowRejected(r) => panic!(
+                    "unexpected rejection {}: {} (a re-processed input?)",
+                    r.code, r.message
+                ),
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(accepted.len() as u64, WORKFLOWS);
+    let final_total = ids.len() as u64;
+    assert!(
+        progress.iter().any(|&j| j > 0 && j < final_total),
+        "at least one kill landed mid-work: {progress:?} of {final_total} journal events"
+    );
+    assert!(
+        accepted.values().all(|&n| n == 1),
+        "every submission accepted exactly once"
+    );
+    for p in 0..PARTITIONS {
+        let refolded = verify::refold(
+            log.as_ref(),
+            &codec,
+            &topics.journal(),
+            p,
+            EngineConfig::default(),
+        )
+        .await
+        .unwrap();
+        let store = ProjectionStore::open(&ProjectionStore::dir(dir.path(), p)).unwrap();
+        if let Some(diff) = verify::compare(&store, &refolded).unwrap() {
+            panic!("partition {p}: store != refold of the journal: {diff}");
+        }
+    }
+}
