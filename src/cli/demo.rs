@@ -40,6 +40,10 @@ pub struct DemoArgs {
     /// Submissions per second (default: as fast as possible).
     #[arg(long)]
     pub rate: Option<f64>,
+    /// Submitted-but-unfinished workflows allowed at once (a closed-loop
+    /// load, so memory stays bounded however many workflows are run).
+    #[arg(long, default_value_t = 20_000)]
+    pub max_in_flight: u64,
     /// Agent capacity (concurrent steps each).
     #[arg(long, default_value_t = 64)]
     pub capacity: u32,
@@ -113,11 +117,11 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<ExitCode
     ));
     // Let registrations reach the engine before the first workflows.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let generator = tokio::spawn(run_generator(
+    let generator = tokio::spawn(paced_generation(
         log.clone(),
-        engine.codec.clone(),
-        engine.topics.clone(),
+        engine.clone(),
         gen_cfg,
+        args.max_in_flight.max(1),
         stop_rx.clone(),
     ));
 
@@ -230,6 +234,42 @@ fn progress(stats: &EngineStats, events_per_s: f64) -> String {
         stats.latency_ms(0.5),
         stats.latency_ms(0.99)
     )
+}
+
+/// Runs the generator in chunks, keeping at most `window` workflows
+/// submitted but not yet finished.
+async fn paced_generation(
+    log: Arc<dyn crate::log::EventLog>,
+    engine: Arc<Engine>,
+    cfg: GeneratorConfig,
+    window: u64,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<u64, crate::sim::SimError> {
+    let mut submitted = 0u64;
+    while submitted < cfg.workflows && !*stop.borrow() {
+        let in_flight = submitted.saturating_sub(engine.stats.workflows_terminal());
+        if in_flight >= window {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            continue;
+        }
+        let chunk = (window - in_flight)
+            .min(cfg.workflows - submitted)
+            .min(8192);
+        let part = GeneratorConfig {
+            workflows: chunk,
+            first_index: cfg.first_index + submitted,
+            ..cfg.clone()
+        };
+        submitted += run_generator(
+            log.clone(),
+            engine.codec.clone(),
+            engine.topics.clone(),
+            part,
+            stop.clone(),
+        )
+        .await?;
+    }
+    Ok(submitted)
 }
 
 async fn journal_total(engine: &Arc<Engine>) -> anyhow::Result<u64> {

@@ -102,7 +102,7 @@ impl ProjectionStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(path)
-            .cache_capacity(64 << 20)
+            .cache_capacity(16 << 20)
             .mode(sled::Mode::HighThroughput)
             .open()
             .map_err(|source| StoreError::Sled {

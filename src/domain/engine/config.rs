@@ -30,7 +30,7 @@ impl Default for EngineConfig {
             lost_after: 3.0,
             degraded_error_rate: 0.5,
             min_outcomes: 20,
-            dedup_window: 200_000,
+            dedup_window: 50_000,
             scheduler: SchedulerConfig {
                 default_strategy: crate::domain::events::Strategy::LeastConnections,
                 pool_strategies: Default::default(),
