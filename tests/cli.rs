@@ -148,6 +148,9 @@ fn every_example_file_produces() {
     let mut n = 0;
     for entry in std::fs::read_dir("examples").unwrap() {
         let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "jsonl") {
+            continue;
+        }
         let o = baton(
             dir.path(),
             &["produce", "--file", path.to_str().unwrap()],
@@ -232,9 +235,9 @@ fn demo_finishes_every_workflow_and_a_second_run_continues() {
             &[
                 "demo",
                 "--workflows",
-                "300",
+                "2000",
                 "--agents",
-                "5",
+                "20",
                 "--failure-rate",
                 "0.05",
                 "--json",
@@ -245,15 +248,15 @@ fn demo_finishes_every_workflow_and_a_second_run_continues() {
         serde_json::from_slice::<Value>(&o.stdout).unwrap()
     };
     let first = run();
-    assert_eq!(first["workflows_submitted"], 300);
+    assert_eq!(first["workflows_submitted"], 2000);
     assert_eq!(first["workflows_unfinished"], 0);
     assert_eq!(
         first["workflows_succeeded"].as_u64().unwrap()
             + first["workflows_failed"].as_u64().unwrap(),
-        300,
+        2000,
         "every workflow reached a terminal state: {first}"
     );
-    assert!(first["journal_events"].as_u64().unwrap() >= 300 * 11);
+    assert!(first["journal_events"].as_u64().unwrap() >= 2000 * 11);
     let second = run();
     assert_eq!(second["workflows_unfinished"], 0);
     assert_eq!(
@@ -373,4 +376,53 @@ fn bench_reports_machine_readable_figures() {
             "{path:?} in {v}"
         );
     }
+}
+
+#[test]
+fn submit_validates_locally_and_inspect_shows_the_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = baton(dir.path(), &["submit", "examples/workflows/cycle.json"], "");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("dependency cycle: a -> c -> b -> a"),
+        "{}",
+        stderr(&o)
+    );
+    let o = baton(
+        dir.path(),
+        &["submit", "examples/workflows/pr-review.json"],
+        "",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "wf-pr-42");
+    // The demo's engine and fleet process the submitted workflow too.
+    let o = baton(
+        dir.path(),
+        &["demo", "--workflows", "20", "--agents", "4", "--json"],
+        "",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = baton(
+        dir.path(),
+        &["inspect", "workflow", "wf-pr-42", "--json"],
+        "",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let wf: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(wf["status"], "succeeded", "{wf}");
+    assert_eq!(wf["steps"].as_array().unwrap().len(), 3);
+    assert!(wf["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["status"] == "succeeded" && s["agent"].is_string()));
+    let o = baton(dir.path(), &["inspect", "agents"], "");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        table.contains("agent-000") && table.contains("healthy"),
+        "{table}"
+    );
+    let o = baton(dir.path(), &["inspect", "workflow", "nope"], "");
+    assert_eq!(o.status.code(), Some(1));
 }
