@@ -252,7 +252,7 @@ async fn engine_survives_sigkill_with_effectively_once_results() {
         )
         .await
         .unwrap();
-        let store = ProjectionStore::open(&ProjectionStore::dir(dir.path(), p)).unwrap();
+        let store = ProjectionStore::open(dir.path(), p).unwrap();
         if let Some(diff) = verify::compare(&store, &refolded).unwrap() {
             panic!("partition {p}: store != refold of the journal: {diff}");
         }

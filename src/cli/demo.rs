@@ -42,7 +42,7 @@ pub struct DemoArgs {
     pub rate: Option<f64>,
     /// Submitted-but-unfinished workflows allowed at once (a closed-loop
     /// load, so memory stays bounded however many workflows are run).
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 5_000)]
     pub max_in_flight: u64,
     /// Agent capacity (concurrent steps each).
     #[arg(long, default_value_t = 64)]

@@ -46,7 +46,7 @@ pub async fn run(global: &GlobalArgs, args: InspectArgs) -> anyhow::Result<ExitC
     match args.what {
         InspectWhat::Workflow { id } => {
             let p = partition_for_key(id.as_bytes(), partitions);
-            let store = ProjectionStore::open(&ProjectionStore::dir(&global.data_dir, p))?;
+            let store = ProjectionStore::open(&global.data_dir, p)?;
             let Some(wf) = store.workflow(&id)? else {
                 eprintln!("error: no workflow `{id}` (partition {p}); has the engine run since it was submitted?");
                 return Ok(ExitCode::from(1));
@@ -60,7 +60,7 @@ pub async fn run(global: &GlobalArgs, args: InspectArgs) -> anyhow::Result<ExitC
         InspectWhat::Agents => {
             let mut agents: std::collections::BTreeMap<String, AgentView> = Default::default();
             for p in 0..partitions {
-                let store = ProjectionStore::open(&ProjectionStore::dir(&global.data_dir, p))?;
+                let store = ProjectionStore::open(&global.data_dir, p)?;
                 for a in store.agents()? {
                     match agents.get_mut(&a.id) {
                         Some(seen) => {

@@ -105,7 +105,7 @@ pub async fn run_partition(
 
 impl<'a> Loop<'a> {
     async fn recover(engine: &'a Engine, p: u32) -> Result<Loop<'a>, EngineError> {
-        let store = ProjectionStore::open(&ProjectionStore::dir(&engine.options.data_dir, p))?;
+        let store = ProjectionStore::open(&engine.options.data_dir, p)?;
         let mut state = PartitionState::new(engine.config.clone());
         state.producer = format!("baton-engine/{p}");
         let cp = store.load_into(&mut state)?.unwrap_or_default();

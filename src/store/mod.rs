@@ -6,12 +6,15 @@
 //! crash the store is exactly the fold of `journal[..checkpoint.journal_next]`
 //! and the engine refolds only the tail.
 //!
+//! Layout: one sled database in `<data-dir>/store`, one tree per partition.
 //! Keys: `w/<workflow id>`, `a/<agent id>`, `p/<pool>`, `m/checkpoint`,
 //! `m/format`. Values: bincode of the domain types. The format version is
 //! bumped whenever a stored type changes shape; a store with another version
 //! is rebuilt from the journal (see `docs` in the README).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -60,6 +63,7 @@ pub struct PreparedFlush {
 #[derive(Clone)]
 pub struct StoreWriter {
     db: sled::Db,
+    tree: sled::Tree,
     path: String,
 }
 
@@ -74,16 +78,42 @@ impl StoreWriter {
             path: self.path.clone(),
             source,
         };
-        self.db.apply_batch(batch).map_err(err)?;
+        self.tree.apply_batch(batch).map_err(err)?;
         self.db.flush().map_err(err)?;
         Ok(())
     }
 }
 
-/// One partition's projection database.
+/// One partition's projections: a tree in the data directory's sled
+/// database (one database per process and directory, so all partitions
+/// share one page cache and one set of IO buffers).
 pub struct ProjectionStore {
     db: sled::Db,
+    tree: sled::Tree,
     path: PathBuf,
+}
+
+/// Open databases by path: sled allows one open per path and process.
+fn shared_db(path: &Path) -> Result<sled::Db, StoreError> {
+    static DBS: OnceLock<Mutex<HashMap<PathBuf, sled::Db>>> = OnceLock::new();
+    let mut dbs = DBS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(db) = dbs.get(path) {
+        return Ok(db.clone());
+    }
+    let db = sled::Config::new()
+        .path(path)
+        .cache_capacity(16 << 20)
+        .mode(sled::Mode::LowSpace)
+        .open()
+        .map_err(|source| StoreError::Sled {
+            path: path.display().to_string(),
+            source,
+        })?;
+    dbs.insert(path.to_path_buf(), db.clone());
+    Ok(db)
 }
 
 fn key(prefix: &str, id: &str) -> Vec<u8> {
@@ -94,25 +124,17 @@ fn key(prefix: &str, id: &str) -> Vec<u8> {
 }
 
 impl ProjectionStore {
-    /// The directory of a partition's store under the data directory.
-    pub fn dir(data_dir: &Path, partition: u32) -> PathBuf {
-        data_dir.join("store").join(format!("p-{partition}"))
-    }
-
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(16 << 20)
-            .mode(sled::Mode::HighThroughput)
-            .open()
+    /// Opens partition `partition`'s projections under `data_dir/store`.
+    pub fn open(data_dir: &Path, partition: u32) -> Result<Self, StoreError> {
+        let path = data_dir.join("store");
+        let db = shared_db(&path)?;
+        let tree = db
+            .open_tree(format!("p-{partition}"))
             .map_err(|source| StoreError::Sled {
                 path: path.display().to_string(),
                 source,
             })?;
-        let store = ProjectionStore {
-            db,
-            path: path.to_path_buf(),
-        };
+        let store = ProjectionStore { db, tree, path };
         match store.get::<u32>(b"m/format")? {
             Some(found) if found != FORMAT_VERSION => {
                 return Err(StoreError::Format {
@@ -124,7 +146,10 @@ impl ProjectionStore {
             Some(_) => {}
             None => {
                 let v = bincode::serialize(&FORMAT_VERSION).unwrap_or_default();
-                store.db.insert(b"m/format", v).map_err(|e| store.sled(e))?;
+                store
+                    .tree
+                    .insert(b"m/format", v)
+                    .map_err(|e| store.sled(e))?;
             }
         }
         Ok(store)
@@ -142,7 +167,7 @@ impl ProjectionStore {
     }
 
     fn get<T: for<'de> Deserialize<'de>>(&self, k: &[u8]) -> Result<Option<T>, StoreError> {
-        match self.db.get(k).map_err(|e| self.sled(e))? {
+        match self.tree.get(k).map_err(|e| self.sled(e))? {
             None => Ok(None),
             Some(v) => bincode::deserialize(&v)
                 .map(Some)
@@ -156,7 +181,7 @@ impl ProjectionStore {
 
     fn scan<T: for<'de> Deserialize<'de>>(&self, prefix: &str) -> Result<Vec<T>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.db.scan_prefix(prefix.as_bytes()) {
+        for kv in self.tree.scan_prefix(prefix.as_bytes()) {
             let (k, v) = kv.map_err(|e| self.sled(e))?;
             out.push(bincode::deserialize(&v).map_err(|e| StoreError::Corrupt {
                 path: self.path_str(),
@@ -197,7 +222,7 @@ impl ProjectionStore {
         for a in self.agents()? {
             state.agents.insert(a.id.clone(), a);
         }
-        for kv in self.db.scan_prefix(b"p/") {
+        for kv in self.tree.scan_prefix(b"p/") {
             let (k, v) = kv.map_err(|e| self.sled(e))?;
             let pool = String::from_utf8_lossy(&k[2..]).into_owned();
             let usage: Usage = bincode::deserialize(&v).unwrap_or_default();
@@ -267,6 +292,7 @@ impl ProjectionStore {
     pub fn writer(&self) -> StoreWriter {
         StoreWriter {
             db: self.db.clone(),
+            tree: self.tree.clone(),
             path: self.path_str(),
         }
     }
