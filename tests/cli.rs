@@ -426,3 +426,47 @@ fn submit_validates_locally_and_inspect_shows_the_result() {
     let o = baton(dir.path(), &["inspect", "workflow", "nope"], "");
     assert_eq!(o.status.code(), Some(1));
 }
+
+#[test]
+fn a_finished_workflow_id_cannot_be_submitted_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = |dir: &Path| {
+        let o = baton(
+            dir,
+            &["demo", "--workflows", "5", "--agents", "2", "--json"],
+            "",
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    assert!(baton(
+        dir.path(),
+        &["submit", "examples/workflows/pr-review.json"],
+        ""
+    )
+    .status
+    .success());
+    demo(dir.path());
+    // The finished workflow has left memory; the duplicate must still be caught.
+    assert!(baton(
+        dir.path(),
+        &["submit", "examples/workflows/pr-review.json"],
+        ""
+    )
+    .status
+    .success());
+    demo(dir.path());
+    let o = baton(
+        dir.path(),
+        &["tail", "--topic", "baton.dlq", "--from-beginning"],
+        "",
+    );
+    let dlq = String::from_utf8_lossy(&o.stdout);
+    assert!(dlq.contains("duplicate_workflow"), "{dlq}");
+    let o = baton(
+        dir.path(),
+        &["inspect", "workflow", "wf-pr-42", "--json"],
+        "",
+    );
+    let wf: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(wf["status"], "succeeded", "the first run's outcome stands");
+}

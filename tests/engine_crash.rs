@@ -258,3 +258,83 @@ async fn engine_survives_sigkill_with_effectively_once_results() {
         }
     }
 }
+
+/// A batch of inputs whose facts exceed one log append (16 MiB) is split
+/// between inputs instead of stopping the partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_fact_batches_are_split_between_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let codec = Codec::builtin().unwrap();
+    let topics = Topics::default();
+    let log: Arc<dyn EventLog> =
+        Arc::new(EmbeddedLog::open(EmbeddedConfig::new(dir.path().join("log"))).unwrap());
+    for spec in topics.specs(1) {
+        log.create_topic(&spec).await.unwrap();
+    }
+    let big = JsonText(format!("\"{}\"", "x".repeat(200_000)));
+    let mut records = Vec::new();
+    for i in 0..100u64 {
+        let submit = SubmitWorkflow {
+            workflow_id: format!("big-{i}"),
+            definition: WorkflowDefinition {
+                name: "big".into(),
+                steps: vec![StepDefinition {
+                    id: "a".into(),
+                    kind: None,
+                    capabilities: vec![],
+                    pool: None,
+                    depends_on: vec![],
+                    timeout_ms: None,
+                    retry: None,
+                    priority: 0,
+                    input: Some(big.clone()),
+                    when: None,
+                }],
+                input: None,
+                deadline_ms: None,
+                priority: 0,
+                labels: BTreeMap::new(),
+            },
+        };
+        let v = codec.encode(&envelope(10_000 + i, submit.into())).unwrap();
+        records.push(ProducerRecord::new(None, Bytes::from(v)));
+    }
+    for chunk in records.chunks(50) {
+        log.append(&topics.ingress(), 0, chunk.to_vec())
+            .await
+            .unwrap();
+    }
+    let engine = Arc::new(Engine {
+        log: log.clone(),
+        codec: codec.clone(),
+        topics: topics.clone(),
+        config: EngineConfig::default(),
+        options: EngineOptions::new(dir.path().to_path_buf()),
+        stats: Arc::new(EngineStats::default()),
+    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let handle = tokio::spawn(run_partition(engine.clone(), 0, stop_rx));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while EngineStats::get(&engine.stats.workflows_accepted) < 100 {
+        assert!(!handle.is_finished(), "the partition loop stopped early");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} accepted",
+            EngineStats::get(&engine.stats.workflows_accepted)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop_tx.send(true);
+    handle.await.unwrap().unwrap();
+    let journal = log.read(&topics.journal(), 0, 0, usize::MAX).await.unwrap();
+    let accepted = journal
+        .iter()
+        .filter(|r| {
+            matches!(
+                codec.decode(&r.value).map(|e| e.payload),
+                Ok(Payload::WorkflowAccepted(_))
+            )
+        })
+        .count();
+    assert_eq!(accepted, 100, "every big submission reached the journal");
+}

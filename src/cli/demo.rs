@@ -154,7 +154,7 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<ExitCode
             last_events = events;
             last_print = Instant::now();
         }
-        if done || Instant::now() >= deadline {
+        if done || Instant::now() >= deadline || partitions.iter().any(|h| h.is_finished()) {
             break;
         }
     }

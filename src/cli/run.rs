@@ -106,10 +106,30 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
         handles.len(),
         global.data_dir.display()
     );
-    let _ = tokio::signal::ctrl_c().await;
+    // Stop on Ctrl-C, or as soon as any partition loop ends (an error).
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {
+                if handles.iter().any(|h| h.is_finished()) {
+                    break;
+                }
+            }
+        }
+    }
     let _ = stop_tx.send(true);
+    let mut failed = None;
     for h in handles {
-        h.await??;
+        if let Err(e) = h
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r.map_err(anyhow::Error::from))
+        {
+            failed.get_or_insert(e);
+        }
+    }
+    if let Some(e) = failed {
+        return Err(e.context("a partition loop stopped"));
     }
     eprintln!("stopped; projections checkpointed");
     Ok(ExitCode::SUCCESS)

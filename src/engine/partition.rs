@@ -23,6 +23,8 @@ use crate::log::{partition_for_key, Header, ProducerRecord, StoredRecord, TopicP
 use crate::store::{Checkpoint, ProjectionStore};
 
 const INGRESS_OFFSET_HEADER: &str = "baton-ingress-offset";
+/// Journal bytes per append (the embedded log accepts up to 16 MiB).
+const MAX_APPEND_BYTES: usize = 8 << 20;
 const DLQ_NAMESPACE: Uuid = Uuid::from_u128(0x3d0c_91aa_5b7e_4f12_8c6d_2e9a_1b4f_7c30);
 
 fn now() -> Timestamp {
@@ -60,6 +62,8 @@ struct Loop<'a> {
     /// The store write of the last checkpoint, running off the loop so a
     /// sled flush never stalls decisions.
     pending_write: Option<tokio::task::JoinHandle<Result<(), crate::store::StoreError>>>,
+    /// Finished workflows to drop from memory once that write is done.
+    pending_evict: Vec<String>,
 }
 
 /// Runs partition `p` until `stop` turns true; flushes the store on the way out.
@@ -131,6 +135,7 @@ impl<'a> Loop<'a> {
             result_partitions,
             journal_buf: Vec::new(),
             pending_write: None,
+            pending_evict: Vec::new(),
         };
         lp.warm_dedup(cp.journal_next).await?;
         lp.refold_tail().await?;
@@ -150,7 +155,8 @@ impl<'a> Loop<'a> {
     /// so duplicates of recent inputs are still recognised after a restart.
     async fn warm_dedup(&mut self, until: u64) -> Result<(), EngineError> {
         let journal = self.engine.topics.journal();
-        let window = self.engine.config.dedup_window as u64;
+        // About 1.6 facts per input: read enough facts to cover the window.
+        let window = self.engine.config.dedup_window as u64 * 3;
         let mut next = until
             .saturating_sub(window)
             .max(self.engine.log.log_start(&journal, self.p).await?);
@@ -289,13 +295,18 @@ impl<'a> Loop<'a> {
         let mut journal = std::mem::take(&mut self.journal_buf);
         journal.clear();
         let mut outbox = Outbox::default();
+        // Dead letters go out before the journal append: after a crash the
+        // ingress resumes past every journalled input, so a dead letter not
+        // yet published would be lost (its id is derived from the offset, so
+        // publishing it twice is recognisable).
+        let mut dlq = Outbox::default();
         let mut inputs_at = Vec::with_capacity(records.len());
         for r in &records {
             self.ingress_next = r.offset + 1;
             let input = match self.engine.codec.decode(&r.value) {
                 Ok(e) => e,
                 Err(e) => {
-                    self.dead_letter(r, e.code(), e.to_string(), &mut outbox)?;
+                    self.dead_letter(r, e.code(), e.to_string(), &mut dlq)?;
                     continue;
                 }
             };
@@ -303,6 +314,9 @@ impl<'a> Loop<'a> {
             if self.state.seen(&input.event_id) {
                 EngineStats::add(&stats.duplicates, 1);
                 continue;
+            }
+            if let Payload::SubmitWorkflow(s) = &input.payload {
+                self.recall_finished(&s.workflow_id)?;
             }
             match self.state.decide(&input, t) {
                 Ok(facts) => {
@@ -313,15 +327,26 @@ impl<'a> Loop<'a> {
                         journal.push((Some(r.offset), f));
                     }
                 }
-                Err(rej) => self.dead_letter(r, rej.code, rej.message, &mut outbox)?,
+                Err(rej) => self.dead_letter(r, rej.code, rej.message, &mut dlq)?,
             }
         }
         for f in self.state.tick(t) {
             journal.push((None, f));
         }
-        let mut batch = Vec::with_capacity(journal.len());
+        // One append per ~8 MiB, split only between inputs, so every input's
+        // facts land together (a crash between appends re-processes the
+        // inputs of the unwritten part, which the journal never saw).
+        let mut chunks: Vec<Vec<ProducerRecord>> = vec![Vec::new()];
+        let mut chunk_bytes = 0usize;
+        let mut prev_offset = None;
         for (offset, fact) in &journal {
             let value = self.engine.codec.encode(fact)?;
+            if *offset != prev_offset && chunk_bytes > MAX_APPEND_BYTES {
+                chunks.push(Vec::new());
+                chunk_bytes = 0;
+            }
+            prev_offset = *offset;
+            chunk_bytes += value.len() + fact.correlation_id.len() + 64;
             let mut rec = ProducerRecord::new(
                 Some(Bytes::from(fact.correlation_id.clone())),
                 Bytes::from(value),
@@ -333,22 +358,27 @@ impl<'a> Loop<'a> {
                 });
             }
             rec.timestamp_ms = Some(fact.occurred_at.0.div_euclid(1000));
-            batch.push(rec);
+            if let Some(c) = chunks.last_mut() {
+                c.push(rec);
+            }
         }
         for (_, fact) in &journal {
             self.collect_results(fact, &mut outbox)?;
         }
-        self.count(journal.iter().map(|(_, f)| f));
-        if !batch.is_empty() {
-            let n = batch.len() as u64;
+        self.publish(dlq).await?;
+        let n = journal.len() as u64;
+        for chunk in chunks.into_iter().filter(|c| !c.is_empty()) {
             let offsets = self
                 .engine
                 .log
-                .append(&self.engine.topics.journal(), self.p, batch)
+                .append(&self.engine.topics.journal(), self.p, chunk)
                 .await?;
             if let Some(last) = offsets.last() {
                 self.journal_next = last + 1;
             }
+        }
+        self.count(journal.iter().map(|(_, f)| f));
+        if n > 0 {
             self.facts_since_flush += n;
             EngineStats::add(&stats.journal_events, n);
             let done = now();
@@ -361,6 +391,20 @@ impl<'a> Loop<'a> {
         journal.clear();
         self.journal_buf = journal;
         self.publish(outbox).await?;
+        Ok(())
+    }
+
+    /// Finished workflows leave memory at checkpoints; a new submission with
+    /// the same id must still be recognised as a duplicate, so bring the
+    /// stored one back (it leaves again at the next checkpoint).
+    fn recall_finished(&mut self, workflow_id: &str) -> Result<(), EngineError> {
+        if self.state.workflows.contains_key(workflow_id) {
+            return Ok(());
+        }
+        if let Some(wf) = self.store.workflow(workflow_id)? {
+            self.state.dirty_workflows.insert(workflow_id.to_string());
+            self.state.workflows.insert(workflow_id.to_string(), wf);
+        }
         Ok(())
     }
 
@@ -398,7 +442,10 @@ impl<'a> Loop<'a> {
             ingress_next: self.ingress_next,
             facts_folded: self.state.facts_folded,
         };
+        // The store must never get ahead of a durable journal.
+        self.engine.log.flush().await?;
         let prepared = self.store.prepare(&mut self.state, &cp);
+        self.pending_evict = prepared.finished.clone();
         let writer = self.store.writer();
         self.pending_write = Some(tokio::task::spawn_blocking(move || writer.write(prepared)));
         self.facts_since_flush = 0;
@@ -412,6 +459,8 @@ impl<'a> Loop<'a> {
                 Ok(r) => r?,
                 Err(e) => return Err(EngineError::Task(e.to_string())),
             }
+            let evict = std::mem::take(&mut self.pending_evict);
+            crate::store::evict_finished(&mut self.state, &evict);
         }
         Ok(())
     }

@@ -22,7 +22,7 @@ use crate::domain::engine::{AgentView, PartitionState, WorkflowState};
 use crate::domain::events::Usage;
 
 /// Bump when a stored type changes shape.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// What the stored state reflects.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +57,18 @@ pub struct PreparedFlush {
     batch: sled::Batch,
     /// Workflows and agents in it.
     pub entries: usize,
+    /// Terminal workflows whose final state it carries.
+    pub finished: Vec<String>,
+}
+
+/// Drops finished workflows from memory once their final state is stored
+/// (they are read back from the store when needed).
+pub fn evict_finished(state: &mut PartitionState, ids: &[String]) {
+    for id in ids {
+        if state.workflows.get(id).is_some_and(|w| w.is_terminal()) {
+            state.workflows.remove(id);
+        }
+    }
 }
 
 /// Writes prepared flushes; see [`ProjectionStore::prepare`].
@@ -245,15 +257,17 @@ impl ProjectionStore {
     ) -> Result<usize, StoreError> {
         let prepared = self.prepare(state, checkpoint);
         let written = prepared.entries;
+        let evict = prepared.finished.clone();
         self.writer().write(prepared)?;
+        evict_finished(state, &evict);
         Ok(written)
     }
 
     /// Serialises the dirty entries and the checkpoint into one batch (the
-    /// part that needs the state), and evicts terminal workflows from
-    /// memory: the batch carries their final value. Write it with
-    /// [`StoreWriter::write`], possibly on another thread; until it is
-    /// written, a crash simply resumes from the previous checkpoint.
+    /// part that needs the state). Write it with [`StoreWriter::write`],
+    /// possibly on another thread (until it is written, a crash simply
+    /// resumes from the previous checkpoint); once written, drop its
+    /// finished workflows from memory with [`evict_finished`].
     pub fn prepare(&self, state: &mut PartitionState, checkpoint: &Checkpoint) -> PreparedFlush {
         let mut batch = sled::Batch::default();
         let mut entries = 0;
@@ -280,12 +294,15 @@ impl ProjectionStore {
             b"m/checkpoint".to_vec(),
             bincode::serialize(checkpoint).unwrap_or_default(),
         );
-        for id in dirty_wf {
-            if state.workflows.get(&id).is_some_and(|w| w.is_terminal()) {
-                state.workflows.remove(&id);
-            }
+        let finished = dirty_wf
+            .into_iter()
+            .filter(|id| state.workflows.get(id).is_some_and(|w| w.is_terminal()))
+            .collect();
+        PreparedFlush {
+            batch,
+            entries,
+            finished,
         }
-        PreparedFlush { batch, entries }
     }
 
     /// A handle that writes prepared batches (cheap to clone, `Send`).

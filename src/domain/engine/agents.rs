@@ -99,6 +99,11 @@ impl PartitionState {
                 AgentHealth::Healthy,
                 "heartbeat received".to_string(),
             ),
+            (AgentHealth::Lost, true) => (
+                a.health,
+                AgentHealth::Degraded,
+                "heartbeat received, error rate still high".to_string(),
+            ),
             _ => return Ok(()),
         };
         self.emit(
@@ -203,6 +208,7 @@ impl PartitionState {
                     heartbeat_interval_ms: r.heartbeat_interval_ms,
                     health: AgentHealth::Healthy,
                     draining: false,
+                    saturated: false,
                     last_heartbeat_at: now,
                     reported_in_flight: previous.as_ref().map_or(0, |p| p.reported_in_flight),
                     cpu: None,
@@ -235,6 +241,11 @@ impl PartitionState {
                 a.reported_in_flight = h.in_flight;
                 a.cpu = h.cpu;
                 a.memory_bytes = h.memory_bytes;
+                if a.saturated && h.in_flight < a.capacity {
+                    a.saturated = false;
+                }
+                let schedulable = a.schedulable();
+                self.scheduler.set_schedulable(&h.agent_id, schedulable);
                 self.retime_heartbeat(&h.agent_id, old_due);
             }
             Payload::AgentHealthChanged(c) => {
@@ -246,7 +257,7 @@ impl PartitionState {
                     return;
                 };
                 a.health = c.to;
-                let schedulable = !a.draining && c.to != AgentHealth::Lost;
+                let schedulable = a.schedulable();
                 self.scheduler.set_schedulable(&c.agent_id, schedulable);
                 self.retime_heartbeat(&c.agent_id, old_due);
             }
@@ -327,8 +338,7 @@ impl PartitionState {
                 capacity: a.capacity.max(0) as u32,
                 weight: a.weight.max(0) as u32,
             });
-            self.scheduler
-                .set_schedulable(&a.id, !a.draining && a.health != AgentHealth::Lost);
+            self.scheduler.set_schedulable(&a.id, a.schedulable());
             self.retime_heartbeat(&a.id, None);
         }
         let ids: Vec<String> = self.workflows.keys().cloned().collect();
@@ -403,6 +413,28 @@ impl PartitionState {
         ready.sort();
         for (at, wf, step, attempt) in ready {
             self.on_ready(&wf, &step, attempt, at.unwrap_or_default());
+        }
+    }
+}
+
+impl PartitionState {
+    /// An agent declined work: stop giving it more here until it reports.
+    pub(crate) fn mark_saturated(&mut self, agent_id: &str) {
+        if let Some(a) = self.agents.get_mut(agent_id) {
+            a.saturated = true;
+            self.scheduler.set_schedulable(agent_id, false);
+            self.dirty_agents.insert(agent_id.to_string());
+        }
+    }
+
+    /// A report from the agent shows it freed a slot.
+    pub(crate) fn clear_saturated(&mut self, agent_id: &str) {
+        if let Some(a) = self.agents.get_mut(agent_id) {
+            if a.saturated {
+                a.saturated = false;
+                let schedulable = a.schedulable();
+                self.scheduler.set_schedulable(agent_id, schedulable);
+            }
         }
     }
 }

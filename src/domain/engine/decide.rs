@@ -83,7 +83,7 @@ impl PartitionState {
         }
         let mut ctx = Ctx::new(input.event_id, now);
         match &input.payload {
-            Payload::SubmitWorkflow(s) => self.submit(&mut ctx, s),
+            Payload::SubmitWorkflow(s) => self.submit(&mut ctx, s)?,
             Payload::CancelWorkflow(c) => self.cancel(&mut ctx, c)?,
             Payload::RegisterAgent(r) => self.register(&mut ctx, r)?,
             Payload::AgentHeartbeat(h) => self.heartbeat(&mut ctx, h)?,
@@ -231,7 +231,15 @@ impl PartitionState {
         }
     }
 
-    fn submit(&mut self, ctx: &mut Ctx, s: &SubmitWorkflow) {
+    fn submit(&mut self, ctx: &mut Ctx, s: &SubmitWorkflow) -> Result<(), Rejection> {
+        // A duplicate id is bad input, not a fact about the existing
+        // workflow: it goes to the DLQ and leaves the workflow's status alone.
+        if self.workflows.contains_key(&s.workflow_id) {
+            return Err(reject(
+                "duplicate_workflow",
+                format!("workflow `{}` already exists", s.workflow_id),
+            ));
+        }
         let rejected = |code: &str, message: String| WorkflowRejected {
             workflow_id: s.workflow_id.clone(),
             code: code.to_string(),
@@ -239,16 +247,11 @@ impl PartitionState {
         };
         if s.workflow_id.is_empty() {
             self.emit(ctx, rejected("invalid", "workflow_id is empty".into()));
-            return;
-        }
-        if self.workflows.contains_key(&s.workflow_id) {
-            let message = format!("workflow `{}` already exists", s.workflow_id);
-            self.emit(ctx, rejected("duplicate_workflow", message));
-            return;
+            return Ok(());
         }
         if let Err(e) = validate(&s.definition, &self.config.limits) {
             self.emit(ctx, rejected(e.code(), e.to_string()));
-            return;
+            return Ok(());
         }
         let deadline_at = s
             .definition
@@ -272,6 +275,7 @@ impl PartitionState {
         } else {
             self.start(ctx, &s.workflow_id);
         }
+        Ok(())
     }
 
     /// Starts queued workflows while there is room, highest priority first.
@@ -318,6 +322,10 @@ impl PartitionState {
         let Some(wf) = self.workflows.get(workflow_id) else {
             return;
         };
+        // An earlier root's condition error may have failed the workflow.
+        if wf.is_terminal() || wf.steps[i].status != StepStatus::Pending {
+            return;
+        }
         let def = &wf.definition.steps[i];
         if let Some(expr) = def.when.clone() {
             let outputs: Vec<(&str, Option<&JsonText>)> = wf
@@ -601,11 +609,17 @@ impl PartitionState {
     /// Assigns ready steps to agents while the scheduler finds matches.
     fn schedule(&mut self, ctx: &mut Ctx) {
         while let Some(a) = self.scheduler.peek_next() {
-            let Some(wf) = self.workflows.get(&a.key.workflow_id) else {
-                break;
-            };
-            let Some(i) = wf.step_index(&a.key.step_id) else {
-                break;
+            // A queue entry whose workflow is gone or finished cannot be
+            // assigned; drop it rather than stall every later decision.
+            // (Facts never leave such entries; this guards the invariant.)
+            let live = self
+                .workflows
+                .get(&a.key.workflow_id)
+                .filter(|w| !w.is_terminal());
+            let Some((wf, i)) = live.and_then(|w| w.step_index(&a.key.step_id).map(|i| (w, i)))
+            else {
+                self.scheduler.dequeue(&a.key);
+                continue;
             };
             let def = &wf.definition.steps[i];
             let fact = StepAssigned {

@@ -139,6 +139,7 @@ impl PartitionState {
                 }
                 self.scheduler.release(&r.agent_id);
                 self.scheduler.record_outcome(&r.agent_id, true, latency);
+                self.clear_saturated(&r.agent_id);
             }
             P::StepFailed(r) => {
                 self.on_attempt_failed(&r.workflow_id, &r.step_id, Some(&r.agent_id), &r.error, now)
@@ -158,6 +159,7 @@ impl PartitionState {
                     return;
                 }
                 self.scheduler.release(&r.agent_id);
+                self.mark_saturated(&r.agent_id);
                 self.on_ready(&r.workflow_id, &r.step_id, r.attempt, now);
             }
             P::RetryScheduled(r) => {
@@ -340,6 +342,7 @@ impl PartitionState {
             }
             self.scheduler.release(agent_id);
             self.scheduler.record_outcome(agent_id, false, latency);
+            self.clear_saturated(agent_id);
         }
     }
 

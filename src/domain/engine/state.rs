@@ -173,6 +173,9 @@ pub struct AgentView {
     pub heartbeat_interval_ms: i64,
     pub health: AgentHealth,
     pub draining: bool,
+    /// Declined an assignment: no new work in this partition until its next
+    /// report or heartbeat shows it has room.
+    pub saturated: bool,
     pub last_heartbeat_at: Timestamp,
     pub reported_in_flight: i32,
     pub cpu: Option<f64>,
@@ -184,6 +187,11 @@ pub struct AgentView {
 }
 
 impl AgentView {
+    /// May get new work.
+    pub fn schedulable(&self) -> bool {
+        !self.draining && !self.saturated && self.health != AgentHealth::Lost
+    }
+
     pub fn error_rate(&self) -> f64 {
         let n = self.successes + self.failures;
         if n == 0 {

@@ -229,9 +229,12 @@ fn each_definition_rejection_is_a_fact_with_a_code() {
     );
     let facts = s.when(0.0, submit("wf3", vec![step("a", &[])])).unwrap();
     assert_eq!(names(&facts)[0], "WorkflowAccepted");
-    let facts = s.when(0.0, submit("wf3", vec![step("a", &[])])).unwrap();
-    assert!(
-        matches!(&facts[0].payload, Payload::WorkflowRejected(r) if r.code == "duplicate_workflow")
+    let dup = s
+        .when(0.0, submit("wf3", vec![step("a", &[])]))
+        .unwrap_err();
+    assert_eq!(
+        dup.code, "duplicate_workflow",
+        "a duplicate id is a DLQ rejection, not a fact"
     );
 }
 
@@ -630,8 +633,21 @@ fn declined_assignments_are_requeued_and_drained_agents_get_no_work() {
         .unwrap();
     assert_eq!(
         names(&f),
-        ["StepRejectedByAgent", "StepAssigned"],
-        "the rejection re-queues the step"
+        ["StepRejectedByAgent"],
+        "re-queued; the declining agent gets no new work"
+    );
+    assert_eq!(s.state.queue_depths().get("default"), Some(&1));
+    let hb = AgentHeartbeat {
+        agent_id: "a1".into(),
+        in_flight: 0,
+        cpu: None,
+        memory_bytes: None,
+    };
+    let f = s.when(1.5, hb).unwrap();
+    assert_eq!(
+        names(&f),
+        ["AgentHeartbeat", "StepAssigned"],
+        "a heartbeat with room makes it schedulable again"
     );
     s.when(
         2.0,
@@ -700,4 +716,33 @@ fn replaying_the_facts_rebuilds_the_same_state() {
     assert_eq!(replayed.pool_usage, s.state.pool_usage);
     assert_eq!(replayed.timers, s.state.timers);
     assert_eq!(replayed.queue_depths(), s.state.queue_depths());
+}
+
+#[test]
+fn a_failing_root_condition_stops_the_other_roots() {
+    let mut bad = step("a", &[]);
+    bad.when = Some("input.missing.field".into());
+    let mut s = Spec::new().given(0.0, vec![agent("a1", &["llm"], 4)]);
+    let f = s
+        .when(1.0, submit("wf", vec![bad, step("b", &[])]))
+        .unwrap();
+    assert_eq!(
+        names(&f),
+        [
+            "WorkflowAccepted",
+            "WorkflowStarted",
+            "StepExhausted",
+            "StepSkipped",
+            "WorkflowFailed"
+        ]
+    );
+    assert_eq!(
+        s.state.agent_load("a1"),
+        Some((0, 4)),
+        "nothing assigned inside a failed workflow"
+    );
+    assert_eq!(
+        s.state.queue_depths().get("default").copied().unwrap_or(0),
+        0
+    );
 }
