@@ -9,6 +9,7 @@
 //! ingress after the last offset reflected in the journal, and skips inputs
 //! whose event id is already in the dedup window.
 
+pub mod bloom;
 pub mod partition;
 pub mod results;
 pub mod stats;

@@ -64,6 +64,8 @@ struct Loop<'a> {
     pending_write: Option<tokio::task::JoinHandle<Result<(), crate::store::StoreError>>>,
     /// Finished workflows to drop from memory once that write is done.
     pending_evict: Vec<String>,
+    /// Ids of finished workflows that left memory (may be in the store).
+    finished: super::bloom::Bloom,
 }
 
 /// Runs partition `p` until `stop` turns true; flushes the store on the way out.
@@ -112,7 +114,10 @@ impl<'a> Loop<'a> {
         let store = ProjectionStore::open(&engine.options.data_dir, p)?;
         let mut state = PartitionState::new(engine.config.clone());
         state.producer = format!("baton-engine/{p}");
-        let cp = store.load_into(&mut state)?.unwrap_or_default();
+        let mut finished = super::bloom::Bloom::new(24);
+        let cp = store
+            .load_into(&mut state, |id| finished.insert(id))?
+            .unwrap_or_default();
         let mut result_partitions = BTreeMap::new();
         for t in [
             engine.topics.assignments(),
@@ -136,6 +141,7 @@ impl<'a> Loop<'a> {
             journal_buf: Vec::new(),
             pending_write: None,
             pending_evict: Vec::new(),
+            finished,
         };
         lp.warm_dedup(cp.journal_next).await?;
         lp.refold_tail().await?;
@@ -398,7 +404,8 @@ impl<'a> Loop<'a> {
     /// the same id must still be recognised as a duplicate, so bring the
     /// stored one back (it leaves again at the next checkpoint).
     fn recall_finished(&mut self, workflow_id: &str) -> Result<(), EngineError> {
-        if self.state.workflows.contains_key(workflow_id) {
+        if self.state.workflows.contains_key(workflow_id) || !self.finished.may_contain(workflow_id)
+        {
             return Ok(());
         }
         if let Some(wf) = self.store.workflow(workflow_id)? {
@@ -442,12 +449,19 @@ impl<'a> Loop<'a> {
             ingress_next: self.ingress_next,
             facts_folded: self.state.facts_folded,
         };
-        // The store must never get ahead of a durable journal.
-        self.engine.log.flush().await?;
         let prepared = self.store.prepare(&mut self.state, &cp);
         self.pending_evict = prepared.finished.clone();
         let writer = self.store.writer();
-        self.pending_write = Some(tokio::task::spawn_blocking(move || writer.write(prepared)));
+        let log = self.engine.log.clone();
+        let runtime = tokio::runtime::Handle::current();
+        // Off the decision loop: make the journal durable first (the store
+        // must never get ahead of it after a power loss), then write the store.
+        self.pending_write = Some(tokio::task::spawn_blocking(move || {
+            runtime
+                .block_on(log.flush())
+                .map_err(|e| crate::store::StoreError::Journal(e.to_string()))?;
+            writer.write(prepared)
+        }));
         self.facts_since_flush = 0;
         self.last_flush = Instant::now();
         Ok(())
@@ -460,6 +474,9 @@ impl<'a> Loop<'a> {
                 Err(e) => return Err(EngineError::Task(e.to_string())),
             }
             let evict = std::mem::take(&mut self.pending_evict);
+            for id in &evict {
+                self.finished.insert(id);
+            }
             crate::store::evict_finished(&mut self.state, &evict);
         }
         Ok(())

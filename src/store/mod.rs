@@ -36,6 +36,8 @@ pub struct Checkpoint {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error("making the journal durable before a checkpoint: {0}")]
+    Journal(String),
     #[error("projection store {path}: {source}")]
     Sled { path: String, source: sled::Error },
     #[error("projection store {path}: corrupt value for key {key}: {reason}")]
@@ -224,10 +226,17 @@ impl ProjectionStore {
 
     /// Loads the non-terminal workflows, the agents and pool usage into
     /// `state` and rebuilds its derived indexes.
-    pub fn load_into(&self, state: &mut PartitionState) -> Result<Option<Checkpoint>, StoreError> {
+    /// `on_finished` sees the id of every finished workflow (left in the store).
+    pub fn load_into(
+        &self,
+        state: &mut PartitionState,
+        mut on_finished: impl FnMut(&str),
+    ) -> Result<Option<Checkpoint>, StoreError> {
         for wf in self.workflows()? {
             state.next_seq_at_least(wf.seq + 1);
-            if !wf.is_terminal() {
+            if wf.is_terminal() {
+                on_finished(&wf.id);
+            } else {
                 state.workflows.insert(wf.id.clone(), wf);
             }
         }
