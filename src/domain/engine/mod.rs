@@ -16,6 +16,7 @@ mod agents;
 mod config;
 mod decide;
 mod evolve;
+mod failures;
 mod state;
 mod timers;
 
