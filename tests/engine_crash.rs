@@ -115,6 +115,23 @@ async fn prepare(log: &EmbeddedLog, codec: &Codec, topics: &Topics) {
     log.flush().await.unwrap();
 }
 
+/// An engine with default settings over `log`, storing under `dir`.
+fn engine_on(
+    log: &Arc<dyn EventLog>,
+    dir: &std::path::Path,
+    codec: &Codec,
+    topics: &Topics,
+) -> Arc<Engine> {
+    Arc::new(Engine {
+        log: log.clone(),
+        codec: codec.clone(),
+        topics: topics.clone(),
+        config: EngineConfig::default(),
+        options: EngineOptions::new(dir.to_path_buf()),
+        stats: Arc::new(EngineStats::default()),
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_survives_sigkill_with_effectively_once_results() {
     let dir = tempfile::tempdir().unwrap();
@@ -162,14 +179,7 @@ async fn engine_survives_sigkill_with_effectively_once_results() {
     // Finish in-process, then stop (which checkpoints).
     let log: Arc<dyn EventLog> =
         Arc::new(EmbeddedLog::open(EmbeddedConfig::new(dir.path().join("log"))).unwrap());
-    let engine = Arc::new(Engine {
-        log: log.clone(),
-        codec: codec.clone(),
-        topics: topics.clone(),
-        config: EngineConfig::default(),
-        options: EngineOptions::new(dir.path().to_path_buf()),
-        stats: Arc::new(EngineStats::default()),
-    });
+    let engine = engine_on(&log, dir.path(), &codec, &topics);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let handles: Vec<_> = (0..PARTITIONS)
         .map(|p| tokio::spawn(run_partition(engine.clone(), p, stop_rx.clone())))
@@ -304,14 +314,7 @@ async fn large_fact_batches_are_split_between_inputs() {
             .await
             .unwrap();
     }
-    let engine = Arc::new(Engine {
-        log: log.clone(),
-        codec: codec.clone(),
-        topics: topics.clone(),
-        config: EngineConfig::default(),
-        options: EngineOptions::new(dir.path().to_path_buf()),
-        stats: Arc::new(EngineStats::default()),
-    });
+    let engine = engine_on(&log, dir.path(), &codec, &topics);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let handle = tokio::spawn(run_partition(engine.clone(), 0, stop_rx));
     let deadline = std::time::Instant::now() + Duration::from_secs(60);

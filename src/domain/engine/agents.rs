@@ -189,6 +189,22 @@ impl PartitionState {
         held
     }
 
+    /// Applies a change to an agent's view, then brings its schedulability
+    /// and heartbeat timer in line with the result.
+    fn update_agent(&mut self, agent_id: &str, change: impl FnOnce(&mut AgentView)) {
+        let Some(a) = self.agents.get(agent_id) else {
+            return;
+        };
+        let old_due = self.heartbeat_due_at(a);
+        let Some(a) = self.agents.get_mut(agent_id) else {
+            return;
+        };
+        change(a);
+        let schedulable = a.schedulable();
+        self.scheduler.set_schedulable(agent_id, schedulable);
+        self.retime_heartbeat(agent_id, Some(old_due));
+    }
+
     pub(crate) fn evolve_agent(&mut self, e: &Envelope) {
         let now = e.occurred_at;
         match &e.payload {
@@ -229,14 +245,7 @@ impl PartitionState {
                 self.agents.insert(r.agent_id.clone(), view);
                 self.retime_heartbeat(&r.agent_id, old_due);
             }
-            Payload::AgentHeartbeat(h) => {
-                let old_due = self
-                    .agents
-                    .get(&h.agent_id)
-                    .map(|a| self.heartbeat_due_at(a));
-                let Some(a) = self.agents.get_mut(&h.agent_id) else {
-                    return;
-                };
+            Payload::AgentHeartbeat(h) => self.update_agent(&h.agent_id, |a| {
                 a.last_heartbeat_at = now;
                 a.reported_in_flight = h.in_flight;
                 a.cpu = h.cpu;
@@ -244,33 +253,10 @@ impl PartitionState {
                 if a.saturated && h.in_flight < a.capacity {
                     a.saturated = false;
                 }
-                let schedulable = a.schedulable();
-                self.scheduler.set_schedulable(&h.agent_id, schedulable);
-                self.retime_heartbeat(&h.agent_id, old_due);
-            }
-            Payload::AgentHealthChanged(c) => {
-                let old_due = self
-                    .agents
-                    .get(&c.agent_id)
-                    .map(|a| self.heartbeat_due_at(a));
-                let Some(a) = self.agents.get_mut(&c.agent_id) else {
-                    return;
-                };
-                a.health = c.to;
-                let schedulable = a.schedulable();
-                self.scheduler.set_schedulable(&c.agent_id, schedulable);
-                self.retime_heartbeat(&c.agent_id, old_due);
-            }
+            }),
+            Payload::AgentHealthChanged(c) => self.update_agent(&c.agent_id, |a| a.health = c.to),
             Payload::AgentLost(l) => {
-                let old_due = self
-                    .agents
-                    .get(&l.agent_id)
-                    .map(|a| self.heartbeat_due_at(a));
-                if let Some(a) = self.agents.get_mut(&l.agent_id) {
-                    a.health = AgentHealth::Lost;
-                }
-                self.scheduler.set_schedulable(&l.agent_id, false);
-                self.retime_heartbeat(&l.agent_id, old_due);
+                self.update_agent(&l.agent_id, |a| a.health = AgentHealth::Lost);
                 for r in &l.requeued {
                     let held = self
                         .workflows
@@ -301,12 +287,7 @@ impl PartitionState {
                     self.on_ready(&r.workflow_id, &r.step_id, r.attempt, now);
                 }
             }
-            Payload::AgentDeregistered(d) => {
-                if let Some(a) = self.agents.get_mut(&d.agent_id) {
-                    a.draining = true;
-                }
-                self.scheduler.set_schedulable(&d.agent_id, false);
-            }
+            Payload::AgentDeregistered(d) => self.update_agent(&d.agent_id, |a| a.draining = true),
             _ => return,
         }
         let id = match &e.payload {
