@@ -21,7 +21,7 @@ use baton::store::ProjectionStore;
 use baton::topics::Topics;
 use bytes::Bytes;
 
-const WORKFLOWS: u64 = 8_000;
+const WORKFLOWS: u64 = 30_000;
 const PARTITIONS: u32 = 4;
 
 fn envelope(n: u64, payload: Payload) -> Envelope {
@@ -161,7 +161,8 @@ async fn engine_survives_sigkill_with_effectively_once_results() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(fastrand::u64(100..700)));
+        // Short lifetimes: the work must outlast several kills.
+        std::thread::sleep(Duration::from_millis(fastrand::u64(30..300)));
         child.kill().unwrap();
         child.wait().unwrap();
         let log = EmbeddedLog::open(EmbeddedConfig::read_only(dir.path().join("log"))).unwrap();

@@ -409,7 +409,7 @@ impl<'a> Loop<'a> {
             return Ok(());
         }
         if let Some(wf) = self.store.workflow(workflow_id)? {
-            self.state.dirty_workflows.insert(workflow_id.to_string());
+            self.state.mark_dirty(workflow_id);
             self.state.workflows.insert(workflow_id.to_string(), wf);
         }
         Ok(())

@@ -186,6 +186,7 @@ impl PartitionState {
                 }
             }
         }
+        held.sort_by(|a, b| (&a.workflow_id, &a.step_id).cmp(&(&b.workflow_id, &b.step_id)));
         held
     }
 
@@ -322,7 +323,8 @@ impl PartitionState {
             self.scheduler.set_schedulable(&a.id, a.schedulable());
             self.retime_heartbeat(&a.id, None);
         }
-        let ids: Vec<String> = self.workflows.keys().cloned().collect();
+        let mut ids: Vec<String> = self.workflows.keys().cloned().collect();
+        ids.sort_unstable();
         let mut ready = Vec::new();
         for id in ids {
             let Some(wf) = self.workflows.get_mut(&id) else {

@@ -2,6 +2,9 @@
 //! (a [`Rejection`] changes nothing), then facts emitted and evolved one by
 //! one. Workflow rules live here; agent rules in `agents.rs`.
 
+use std::hash::{BuildHasher, Hash};
+
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use super::state::{PartitionState, StepStatus};
@@ -33,6 +36,12 @@ pub(crate) struct Ctx {
     pub now: Timestamp,
     pub n: u32,
     pub out: Vec<Fact>,
+    /// Index in `out` of each StepReady of this decision, by a hash of its
+    /// step attempt (checked against the fact on a hit).
+    readied: HashMap<u64, usize>,
+    /// Indices of StepReady facts made redundant by a StepAssigned of the
+    /// same decision (see [`Ctx::finish`]).
+    elided: Vec<usize>,
 }
 
 impl Ctx {
@@ -42,8 +51,38 @@ impl Ctx {
             now,
             n: 0,
             out: Vec::new(),
+            readied: HashMap::default(),
+            elided: Vec::new(),
         }
     }
+
+    /// The facts to journal. A step readied and assigned in the same
+    /// decision is journalled as its StepAssigned alone: folding a
+    /// StepAssigned of a step that is not Ready readies it first (same time,
+    /// same attempt), so the state is the same, and the common path costs
+    /// one fact less per step. Fact ids keep their numbering (a gap where
+    /// the StepReady was), so they stay deterministic.
+    pub fn finish(mut self) -> Vec<Fact> {
+        if !self.elided.is_empty() {
+            self.elided.sort_unstable();
+            let mut next = self.elided.iter().peekable();
+            let mut i = 0;
+            self.out.retain(|_| {
+                let drop = next.next_if(|&&e| e == i).is_some();
+                i += 1;
+                !drop
+            });
+        }
+        self.out
+    }
+}
+
+/// A within-one-decision key for a step attempt.
+fn attempt_key(workflow_id: &str, step_id: &str, attempt: i32) -> u64 {
+    static SEED: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0x5eed);
+    let mut h = SEED.build_hasher();
+    (workflow_id, step_id, attempt).hash(&mut h);
+    std::hash::Hasher::finish(&h)
 }
 
 /// The delay before retrying after failed attempt `attempt` (1-based).
@@ -72,6 +111,24 @@ impl PartitionState {
         };
         ctx.n += 1;
         self.evolve(&env);
+        match &env.payload {
+            Payload::StepReady(r) => {
+                let key = attempt_key(&r.workflow_id, &r.step_id, r.attempt);
+                ctx.readied.insert(key, ctx.out.len());
+            }
+            Payload::StepAssigned(a) if !ctx.readied.is_empty() => {
+                let key = attempt_key(&a.workflow_id, &a.step_id, a.attempt);
+                if let Some(&i) = ctx.readied.get(&key) {
+                    let same = matches!(&ctx.out[i].payload, Payload::StepReady(r)
+                        if r.workflow_id == a.workflow_id && r.step_id == a.step_id && r.attempt == a.attempt);
+                    if same {
+                        ctx.readied.remove(&key);
+                        ctx.elided.push(i);
+                    }
+                }
+            }
+            _ => {}
+        }
         ctx.out.push(env);
     }
 
@@ -147,7 +204,7 @@ impl PartitionState {
         }
         self.admit(&mut ctx);
         self.schedule(&mut ctx);
-        Ok(ctx.out)
+        Ok(ctx.finish())
     }
 
     /// Fires every timer due at `now`, then schedules.
@@ -162,7 +219,7 @@ impl PartitionState {
             self.fire(&mut ctx, &key, due);
             self.admit(&mut ctx);
             self.schedule(&mut ctx);
-            out.append(&mut ctx.out);
+            out.extend(ctx.finish());
         }
         out
     }

@@ -54,7 +54,7 @@ impl PartitionState {
                     ));
                 }
                 self.workflows.insert(a.workflow_id.clone(), wf);
-                self.dirty_workflows.insert(a.workflow_id.clone());
+                self.mark_dirty(&a.workflow_id);
             }
             P::WorkflowQueued(q) => {
                 if let Some(wf) = self.workflows.get(&q.workflow_id) {
@@ -71,10 +71,19 @@ impl PartitionState {
                 wf.status = WorkflowStatus::Running;
                 wf.started_at = Some(now);
                 self.running += 1;
-                self.dirty_workflows.insert(s.workflow_id.clone());
+                self.mark_dirty(&s.workflow_id);
             }
             P::StepReady(r) => self.on_ready(&r.workflow_id, &r.step_id, r.attempt, now),
             P::StepAssigned(a) => {
+                // Readied and assigned in one decision: the StepReady was
+                // not journalled (see `Ctx::finish`), the assignment implies it.
+                let ready = self
+                    .workflows
+                    .get(&a.workflow_id)
+                    .and_then(|w| w.step_index(&a.step_id).map(|i| w.steps[i].status));
+                if ready.is_some_and(|s| s != StepStatus::Ready) {
+                    self.on_ready(&a.workflow_id, &a.step_id, a.attempt, now);
+                }
                 let Some(wf) = self.workflows.get_mut(&a.workflow_id) else {
                     return;
                 };
@@ -103,7 +112,7 @@ impl PartitionState {
                     attempt: a.attempt,
                 };
                 self.scheduler.apply_assignment(&key, &a.agent_id);
-                self.dirty_workflows.insert(a.workflow_id.clone());
+                self.mark_dirty(&a.workflow_id);
             }
             P::StepStarted(r) => {
                 if let Some(s) = self.step_mut(&r.workflow_id, &r.step_id) {
@@ -179,7 +188,7 @@ impl PartitionState {
                         attempt: r.next_attempt,
                     },
                 ));
-                self.dirty_workflows.insert(r.workflow_id.clone());
+                self.mark_dirty(&r.workflow_id);
             }
             P::StepExhausted(x) => {
                 if let Some(s) = self.step_mut(&x.workflow_id, &x.step_id) {
@@ -232,10 +241,11 @@ impl PartitionState {
         workflow_id: &str,
         step_id: &str,
     ) -> Option<&mut super::state::StepState> {
-        let wf = self.workflows.get_mut(workflow_id)?;
-        let i = wf.step_index(step_id)?;
-        self.dirty_workflows.insert(workflow_id.to_string());
-        Some(&mut wf.steps[i])
+        let i = self.workflows.get(workflow_id)?.step_index(step_id)?;
+        self.mark_dirty(workflow_id);
+        self.workflows
+            .get_mut(workflow_id)
+            .map(|wf| &mut wf.steps[i])
     }
 
     pub(crate) fn on_ready(
@@ -282,7 +292,7 @@ impl PartitionState {
         };
         self.next_ready_seq += 1;
         self.scheduler.enqueue(ready);
-        self.dirty_workflows.insert(workflow_id.to_string());
+        self.mark_dirty(workflow_id);
     }
 
     /// Ends a held attempt: clears its timeout timer. Returns the step index and pool.
@@ -310,7 +320,7 @@ impl PartitionState {
             ));
         }
         s.finished_at = Some(now);
-        self.dirty_workflows.insert(workflow_id.to_string());
+        self.mark_dirty(workflow_id);
         Some((i, pool))
     }
 
@@ -416,6 +426,6 @@ impl PartitionState {
         wf.status = status;
         wf.reason = reason;
         wf.finished_at = Some(now);
-        self.dirty_workflows.insert(workflow_id.to_string());
+        self.mark_dirty(workflow_id);
     }
 }

@@ -6,7 +6,7 @@
 //! admission queue) are rebuilt from them on load by [`PartitionState::rebuild_derived`],
 //! so the store never has to keep two copies consistent.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -208,7 +208,10 @@ pub struct PartitionState {
     pub config: EngineConfig,
     /// `producer` of every fact: `baton-engine/<partition>`.
     pub producer: String,
-    pub workflows: BTreeMap<String, WorkflowState>,
+    /// Hashed, not ordered: every input and fact looks a workflow up, and
+    /// ids share long prefixes, so ordered comparisons were a hot spot.
+    /// Code that needs an order sorts explicitly.
+    pub workflows: foldhash::HashMap<String, WorkflowState>,
     pub agents: BTreeMap<String, AgentView>,
     /// Usage summed per pool (per workflow and agent live on those).
     pub pool_usage: BTreeMap<String, Usage>,
@@ -223,10 +226,10 @@ pub struct PartitionState {
     /// Ready-queue order (FIFO within a priority); soft state, restarts with
     /// the process.
     pub(crate) next_ready_seq: u64,
-    pub(crate) dedup: HashSet<EventId>,
+    pub(crate) dedup: foldhash::HashSet<EventId>,
     pub(crate) dedup_order: VecDeque<EventId>,
     /// Keys changed since the store last flushed (write-behind).
-    pub dirty_workflows: BTreeSet<String>,
+    pub dirty_workflows: foldhash::HashSet<String>,
     pub dirty_agents: BTreeSet<String>,
     /// Facts folded so far (for progress and checkpoints).
     pub facts_folded: u64,
@@ -238,7 +241,7 @@ impl PartitionState {
         PartitionState {
             config,
             producer: "baton-engine/0".into(),
-            workflows: BTreeMap::new(),
+            workflows: Default::default(),
             agents: BTreeMap::new(),
             pool_usage: BTreeMap::new(),
             scheduler,
@@ -247,9 +250,9 @@ impl PartitionState {
             running: 0,
             next_seq: 0,
             next_ready_seq: 0,
-            dedup: HashSet::new(),
+            dedup: Default::default(),
             dedup_order: VecDeque::new(),
-            dirty_workflows: BTreeSet::new(),
+            dirty_workflows: Default::default(),
             dirty_agents: BTreeSet::new(),
             facts_folded: 0,
         }
@@ -305,6 +308,14 @@ impl PartitionState {
     /// Keeps acceptance order increasing across evictions and restarts.
     pub fn next_seq_at_least(&mut self, seq: u64) {
         self.next_seq = self.next_seq.max(seq);
+    }
+
+    /// Notes a workflow for the next store flush (cloning its id only the
+    /// first time: most facts touch a workflow that is already dirty).
+    pub(crate) fn mark_dirty(&mut self, workflow_id: &str) {
+        if !self.dirty_workflows.contains(workflow_id) {
+            self.dirty_workflows.insert(workflow_id.to_string());
+        }
     }
 
     /// The earliest pending timer, if any.

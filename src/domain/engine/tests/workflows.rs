@@ -12,14 +12,9 @@ fn submit_starts_and_assigns_the_root() {
         .unwrap();
     assert_eq!(
         names(&facts),
-        [
-            "WorkflowAccepted",
-            "WorkflowStarted",
-            "StepReady",
-            "StepAssigned"
-        ]
+        ["WorkflowAccepted", "WorkflowStarted", "StepAssigned"]
     );
-    let Payload::StepAssigned(a) = &facts[3].payload else {
+    let Payload::StepAssigned(a) = &facts[2].payload else {
         panic!()
     };
     assert_eq!(
@@ -102,20 +97,11 @@ fn chain_and_join_complete_with_summed_usage() {
         ],
     );
     let f = s.when(1.0, ok("wf", "a", 1, "a1")).unwrap();
-    assert_eq!(
-        names(&f),
-        [
-            "StepSucceeded",
-            "StepReady",
-            "StepReady",
-            "StepAssigned",
-            "StepAssigned"
-        ]
-    );
+    assert_eq!(names(&f), ["StepSucceeded", "StepAssigned", "StepAssigned"]);
     let f = s.when(2.0, ok("wf", "b", 1, "a1")).unwrap();
     assert_eq!(names(&f), ["StepSucceeded"], "d waits for c (join)");
     let f = s.when(3.0, ok("wf", "c", 1, "a1")).unwrap();
-    assert_eq!(names(&f), ["StepSucceeded", "StepReady", "StepAssigned"]);
+    assert_eq!(names(&f), ["StepSucceeded", "StepAssigned"]);
     let f = s.when(4.0, ok("wf", "d", 1, "a1")).unwrap();
     assert_eq!(names(&f), ["StepSucceeded", "WorkflowSucceeded"]);
     let Payload::WorkflowSucceeded(w) = &f[1].payload else {
@@ -214,7 +200,7 @@ fn failures_retry_with_backoff_then_exhaust_and_fail_the_workflow() {
     };
     assert_eq!((r.delay_ms, r.next_attempt, r.due_at), (500, 2, secs(1.5)));
     assert!(s.tick(1.4).is_empty(), "not due yet");
-    assert_eq!(names(&s.tick(1.5)), ["StepReady", "StepAssigned"]);
+    assert_eq!(names(&s.tick(1.5)), ["StepAssigned"]);
     let f = s.when(2.0, fail("wf", "a", 2, "a1")).unwrap();
     assert_eq!(
         names(&f),
@@ -243,12 +229,7 @@ fn a_timeout_is_a_failed_attempt() {
     let f = s.tick(1.0);
     assert_eq!(
         names(&f),
-        [
-            "StepTimedOut",
-            "RetryScheduled",
-            "StepReady",
-            "StepAssigned"
-        ]
+        ["StepTimedOut", "RetryScheduled", "StepAssigned"]
     );
     // The timed-out attempt's late report is refused.
     assert_eq!(
@@ -334,7 +315,7 @@ fn conditions_skip_or_fail() {
     let f = s.when(1.0, ok("wf", "a", 1, "a1")).unwrap();
     assert_eq!(
         names(&f),
-        ["StepSucceeded", "StepSkipped", "StepReady", "StepAssigned"],
+        ["StepSucceeded", "StepSkipped", "StepAssigned"],
         "b skipped, c proceeds"
     );
     assert!(
@@ -379,7 +360,6 @@ fn admission_queues_then_starts_by_priority() {
             "StepSucceeded",
             "WorkflowSucceeded",
             "WorkflowStarted",
-            "StepReady",
             "StepAssigned"
         ]
     );
@@ -457,4 +437,31 @@ fn a_failing_root_condition_stops_the_other_roots() {
         s.state.queue_depths().get("default").copied().unwrap_or(0),
         0
     );
+}
+
+#[test]
+fn a_step_assigned_at_once_is_journalled_without_its_ready_fact() {
+    // No agent yet: the step waits, and its readiness is a fact of its own.
+    let mut s = Spec::new();
+    let f = s.when(0.0, submit("wf", vec![step("a", &[])])).unwrap();
+    assert_eq!(
+        names(&f),
+        ["WorkflowAccepted", "WorkflowStarted", "StepReady"]
+    );
+    // The agent arrives later: the assignment follows the journalled StepReady.
+    let f = s.when(1.0, agent("a1", &["llm"], 2)).unwrap();
+    assert_eq!(names(&f), ["AgentRegistered", "StepAssigned"]);
+    // Readied and assigned in one decision: the assignment alone, and a
+    // fold of it alone yields the ready time the StepReady would have set.
+    let f = s.when(2.0, submit("wf2", vec![step("a", &[])])).unwrap();
+    assert_eq!(
+        names(&f),
+        ["WorkflowAccepted", "WorkflowStarted", "StepAssigned"]
+    );
+    let mut replayed = PartitionState::new(EngineConfig::default());
+    for f in &s.journal {
+        replayed.evolve(f);
+    }
+    assert_eq!(replayed.workflows, s.state.workflows);
+    assert_eq!(replayed.queue_depths(), s.state.queue_depths());
 }
