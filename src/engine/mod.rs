@@ -14,6 +14,7 @@ pub mod partition;
 pub mod results;
 pub mod stats;
 pub mod verify;
+pub mod writer;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,7 +39,8 @@ pub struct EngineOptions {
     pub flush_every_facts: u64,
     /// ...or this much time, whichever comes first.
     pub flush_every: Duration,
-    /// Sleep when there is nothing to read and no timer due.
+    /// Longest wait for new ingress when caught up (appends wake the loop
+    /// sooner on logs that support it; see `EventLog::wait_for`).
     pub idle_poll: Duration,
     pub group: String,
 }
@@ -50,7 +52,7 @@ impl EngineOptions {
             batch: 4096,
             flush_every_facts: 200_000,
             flush_every: Duration::from_millis(500),
-            idle_poll: Duration::from_millis(1),
+            idle_poll: Duration::from_millis(50),
             group: "baton-engine".into(),
         }
     }

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -61,7 +61,7 @@ struct Loop<'a> {
     journal_buf: Vec<(Option<u64>, Envelope)>,
     /// The store write of the last checkpoint, running off the loop so a
     /// sled flush never stalls decisions.
-    pending_write: Option<tokio::task::JoinHandle<Result<(), crate::store::StoreError>>>,
+    pending_write: Option<tokio::sync::oneshot::Receiver<Result<(), crate::store::StoreError>>>,
     /// Finished workflows to drop from memory once that write is done.
     pending_evict: Vec<String>,
     /// Ids of finished workflows that left memory (may be in the store).
@@ -90,8 +90,23 @@ pub async fn run_partition(
             if lp.facts_since_flush > 0 && lp.last_flush.elapsed() >= engine.options.flush_every {
                 lp.checkpoint().await?;
             }
+            // Caught up: wait for the next ingress append (the log wakes
+            // us), the next timer, or the next checkpoint, whichever is first.
+            let mut wait = engine.options.idle_poll;
+            if let Some(due) = lp.state.next_timer() {
+                let us = u64::try_from(due.0.saturating_sub(t.0)).unwrap_or(0);
+                wait = wait.min(Duration::from_micros(us));
+            }
+            if lp.facts_since_flush > 0 {
+                wait = wait.min(
+                    engine
+                        .options
+                        .flush_every
+                        .saturating_sub(lp.last_flush.elapsed()),
+                );
+            }
             tokio::select! {
-                _ = tokio::time::sleep(engine.options.idle_poll) => {}
+                r = engine.log.wait_for(&ingress, p, lp.ingress_next, wait) => r?,
                 _ = stop.changed() => {}
             }
             continue;
@@ -451,17 +466,11 @@ impl<'a> Loop<'a> {
         };
         let prepared = self.store.prepare(&mut self.state, &cp);
         self.pending_evict = prepared.finished.clone();
-        let writer = self.store.writer();
-        let log = self.engine.log.clone();
-        let runtime = tokio::runtime::Handle::current();
-        // Off the decision loop: make the journal durable first (the store
-        // must never get ahead of it after a power loss), then write the store.
-        self.pending_write = Some(tokio::task::spawn_blocking(move || {
-            runtime
-                .block_on(log.flush())
-                .map_err(|e| crate::store::StoreError::Journal(e.to_string()))?;
-            writer.write(prepared)
-        }));
+        self.pending_write = Some(super::writer::submit(
+            self.engine.log.clone(),
+            self.store.writer(),
+            prepared,
+        ));
         self.facts_since_flush = 0;
         self.last_flush = Instant::now();
         Ok(())
@@ -471,7 +480,7 @@ impl<'a> Loop<'a> {
         if let Some(h) = self.pending_write.take() {
             match h.await {
                 Ok(r) => r?,
-                Err(e) => return Err(EngineError::Task(e.to_string())),
+                Err(_) => return Err(EngineError::Task("checkpoint writer went away".into())),
             }
             let evict = std::mem::take(&mut self.pending_evict);
             for id in &evict {

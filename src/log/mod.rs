@@ -36,6 +36,7 @@ pub mod embedded;
 pub mod partitioner;
 
 use std::fmt;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -216,6 +217,23 @@ pub trait EventLog: Send + Sync {
         from: Offset,
         max_records: usize,
     ) -> Result<Vec<StoredRecord>, LogError>;
+
+    /// Returns once the partition may have a record at `offset` or later,
+    /// or after `timeout`: how a consumer that caught up waits for more
+    /// without polling. A hint, not a promise: it may return early, so the
+    /// caller reads to find out. The default sleeps briefly; backends that
+    /// can be woken by appends override it.
+    async fn wait_for(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: Offset,
+        timeout: Duration,
+    ) -> Result<(), LogError> {
+        let _ = (topic, partition, offset);
+        tokio::time::sleep(timeout.min(Duration::from_millis(1))).await;
+        Ok(())
+    }
 
     /// The offset the next appended record will get.
     async fn high_watermark(&self, topic: &str, partition: u32) -> Result<Offset, LogError>;

@@ -54,13 +54,44 @@ pub enum StoreError {
     },
 }
 
-/// A serialised flush, ready to be written.
+/// A snapshot of the dirty entries, ready to be serialised and written
+/// (by [`StoreWriter::write`], typically off the decision loop: taking the
+/// snapshot is a clone, several times cheaper than serialising).
 pub struct PreparedFlush {
-    batch: sled::Batch,
+    workflows: Vec<WorkflowState>,
+    agents: Vec<AgentView>,
+    pools: Vec<(String, Usage)>,
+    checkpoint: Checkpoint,
     /// Workflows and agents in it.
     pub entries: usize,
     /// Terminal workflows whose final state it carries.
     pub finished: Vec<String>,
+}
+
+impl PreparedFlush {
+    fn into_batch(self) -> sled::Batch {
+        let mut batch = sled::Batch::default();
+        for wf in &self.workflows {
+            batch.insert(
+                key("w/", &wf.id),
+                bincode::serialize(wf).unwrap_or_default(),
+            );
+        }
+        for a in &self.agents {
+            batch.insert(key("a/", &a.id), bincode::serialize(a).unwrap_or_default());
+        }
+        for (pool, usage) in &self.pools {
+            batch.insert(
+                key("p/", pool),
+                bincode::serialize(usage).unwrap_or_default(),
+            );
+        }
+        batch.insert(
+            b"m/checkpoint".to_vec(),
+            bincode::serialize(&self.checkpoint).unwrap_or_default(),
+        );
+        batch
+    }
 }
 
 /// Drops finished workflows from memory once their final state is stored
@@ -84,7 +115,7 @@ pub struct StoreWriter {
 impl StoreWriter {
     /// Applies the batch atomically and makes it durable.
     pub fn write(&self, batch: PreparedFlush) -> Result<(), StoreError> {
-        self.write_batch(batch.batch)
+        self.write_batch(batch.into_batch())
     }
 
     fn write_batch(&self, batch: sled::Batch) -> Result<(), StoreError> {
@@ -272,44 +303,37 @@ impl ProjectionStore {
         Ok(written)
     }
 
-    /// Serialises the dirty entries and the checkpoint into one batch (the
-    /// part that needs the state). Write it with [`StoreWriter::write`],
-    /// possibly on another thread (until it is written, a crash simply
-    /// resumes from the previous checkpoint); once written, drop its
-    /// finished workflows from memory with [`evict_finished`].
+    /// Snapshots the dirty entries and the checkpoint (the part that needs
+    /// the state). Write it with [`StoreWriter::write`], possibly on another
+    /// thread (until it is written, a crash simply resumes from the previous
+    /// checkpoint); once written, drop its finished workflows from memory
+    /// with [`evict_finished`].
     pub fn prepare(&self, state: &mut PartitionState, checkpoint: &Checkpoint) -> PreparedFlush {
-        let mut batch = sled::Batch::default();
-        let mut entries = 0;
         let dirty_wf = std::mem::take(&mut state.dirty_workflows);
-        for id in &dirty_wf {
-            if let Some(wf) = state.workflows.get(id) {
-                batch.insert(key("w/", id), bincode::serialize(wf).unwrap_or_default());
-                entries += 1;
-            }
-        }
-        for id in std::mem::take(&mut state.dirty_agents) {
-            if let Some(a) = state.agents.get(&id) {
-                batch.insert(key("a/", &id), bincode::serialize(a).unwrap_or_default());
-                entries += 1;
-            }
-        }
-        for (pool, usage) in &state.pool_usage {
-            batch.insert(
-                key("p/", pool),
-                bincode::serialize(usage).unwrap_or_default(),
-            );
-        }
-        batch.insert(
-            b"m/checkpoint".to_vec(),
-            bincode::serialize(checkpoint).unwrap_or_default(),
-        );
-        let finished = dirty_wf
-            .into_iter()
-            .filter(|id| state.workflows.get(id).is_some_and(|w| w.is_terminal()))
+        let workflows: Vec<WorkflowState> = dirty_wf
+            .iter()
+            .filter_map(|id| state.workflows.get(id).cloned())
+            .collect();
+        let agents: Vec<AgentView> = std::mem::take(&mut state.dirty_agents)
+            .iter()
+            .filter_map(|id| state.agents.get(id).cloned())
+            .collect();
+        let pools = state
+            .pool_usage
+            .iter()
+            .map(|(p, u)| (p.clone(), u.clone()))
+            .collect();
+        let finished = workflows
+            .iter()
+            .filter(|w| w.is_terminal())
+            .map(|w| w.id.clone())
             .collect();
         PreparedFlush {
-            batch,
-            entries,
+            entries: workflows.len() + agents.len(),
+            workflows,
+            agents,
+            pools,
+            checkpoint: checkpoint.clone(),
             finished,
         }
     }

@@ -146,6 +146,7 @@ pub async fn run_all(log: &dyn EventLog, prefix: &str) -> CheckResult {
         high_watermark,
         partitions_independent,
         max_records,
+        wait_for_records,
         concurrent_appends,
         group_commits,
         unknown_topic_and_partition,

@@ -185,3 +185,39 @@ pub async fn max_records(log: &dyn EventLog, prefix: &str) -> CheckResult {
     );
     Ok(())
 }
+
+/// A caught-up reader waiting for the next offset is released by an append
+/// (well before its timeout), and does not wait at all once a record is there.
+pub async fn wait_for_records(log: &dyn EventLog, prefix: &str) -> CheckResult {
+    const LONG: std::time::Duration = std::time::Duration::from_secs(10);
+    let t = topic(log, prefix, "wait-for", 1).await?;
+    let hwm = call!("high_watermark", log.high_watermark(&t, 0));
+    let started = std::time::Instant::now();
+    let append = async {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        log.append(&t, 0, records(0..1)).await
+    };
+    let (waited, appended) = tokio::join!(log.wait_for(&t, 0, hwm, LONG), append);
+    waited.map_err(|e| format!("wait_for failed: {e}"))?;
+    appended.map_err(|e| format!("append failed: {e}"))?;
+    ensure!(
+        started.elapsed() < LONG,
+        "wait_for at the high watermark was not released by an append within {LONG:?}"
+    );
+    let started = std::time::Instant::now();
+    call!(
+        "wait_for below the high watermark",
+        log.wait_for(&t, 0, hwm, LONG)
+    );
+    ensure!(
+        started.elapsed() < LONG,
+        "wait_for waited although offset {hwm} exists"
+    );
+    let got = call!("read", log.read(&t, 0, hwm, 10));
+    ensure!(
+        got.len() == 1,
+        "read after wait_for returned {} records",
+        got.len()
+    );
+    Ok(())
+}

@@ -98,6 +98,7 @@ pub use config::{
 pub use files::validate_topic_name;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -192,6 +193,19 @@ impl EventLog for EmbeddedLog {
         self.store
             .partition(topic, partition)?
             .read(from, max_records)
+    }
+
+    async fn wait_for(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: Offset,
+        timeout: Duration,
+    ) -> Result<(), LogError> {
+        self.store
+            .partition(topic, partition)?
+            .wait_for(offset, timeout)
+            .await
     }
 
     async fn high_watermark(&self, topic: &str, partition: u32) -> Result<Offset, LogError> {

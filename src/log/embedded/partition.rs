@@ -14,6 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use super::files::{list_segments, open_segment, segment_file_name, sync_dir};
 use super::format::seal_frame;
@@ -80,7 +81,12 @@ pub(crate) struct Partition {
     state: Mutex<State>,
     /// Set by appends under `FsyncPolicy::Interval`, cleared by the flusher.
     dirty: AtomicBool,
+    /// Woken after every append, so caught-up readers need not poll.
+    appended: tokio::sync::Notify,
 }
+
+/// How often a read-only follower re-checks a partition it waits on.
+const FOLLOWER_POLL: Duration = Duration::from_millis(5);
 
 fn io_err(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> LogError {
     let context = format!("{what} {}", path.display());
@@ -149,6 +155,7 @@ impl Partition {
             read_only,
             state: Mutex::new(state),
             dirty: AtomicBool::new(false),
+            appended: tokio::sync::Notify::new(),
         })
     }
 
@@ -214,7 +221,37 @@ impl Partition {
         if !fsync_now {
             self.dirty.store(true, Ordering::Release);
         }
+        drop(st);
+        self.appended.notify_waiters();
         Ok(base)
+    }
+
+    /// Returns once the partition has a record at `offset` or later, or
+    /// after `timeout`. In this process, appends wake waiters at once; a
+    /// read-only follower of another process's log re-checks every few
+    /// milliseconds.
+    pub async fn wait_for(&self, offset: Offset, timeout: Duration) -> Result<(), LogError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            // Registered before the check, so an append between the check
+            // and the await still wakes us.
+            let notified = self.appended.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.high_watermark()? > offset {
+                return Ok(());
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(());
+            }
+            let step = if self.read_only {
+                (deadline - now).min(FOLLOWER_POLL)
+            } else {
+                deadline - now
+            };
+            let _ = tokio::time::timeout(step, notified).await;
+        }
     }
 
     /// Seals the active segment (fsynced, so a power loss cannot leave a hole
