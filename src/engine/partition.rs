@@ -88,7 +88,7 @@ pub async fn run_partition(
         let idle = records.is_empty() && lp.state.next_timer().is_none_or(|due| due > t);
         if idle {
             if lp.facts_since_flush > 0 && lp.last_flush.elapsed() >= engine.options.flush_every {
-                lp.checkpoint().await?;
+                lp.checkpoint(false).await?;
             }
             // Caught up: wait for the next ingress append (the log wakes
             // us), the next timer, or the next checkpoint, whichever is first.
@@ -98,12 +98,12 @@ pub async fn run_partition(
                 wait = wait.min(Duration::from_micros(us));
             }
             if lp.facts_since_flush > 0 {
-                wait = wait.min(
-                    engine
-                        .options
-                        .flush_every
-                        .saturating_sub(lp.last_flush.elapsed()),
-                );
+                // A due checkpoint deferred behind a running write: look again soon.
+                let until_due = engine
+                    .options
+                    .flush_every
+                    .saturating_sub(lp.last_flush.elapsed());
+                wait = wait.min(until_due.max(Duration::from_millis(1)));
             }
             tokio::select! {
                 r = engine.log.wait_for(&ingress, p, lp.ingress_next, wait) => r?,
@@ -115,11 +115,11 @@ pub async fn run_partition(
         if lp.facts_since_flush >= engine.options.flush_every_facts
             || lp.last_flush.elapsed() >= engine.options.flush_every
         {
-            lp.checkpoint().await?;
+            lp.checkpoint(false).await?;
         }
         tokio::task::yield_now().await;
     }
-    lp.checkpoint().await?;
+    lp.checkpoint(true).await?;
     lp.finish_write().await?;
     Ok(())
 }
@@ -449,16 +449,16 @@ impl<'a> Loop<'a> {
 
     /// Starts writing a checkpoint in the background (waiting for the
     /// previous write first, so checkpoints land in order).
-    async fn checkpoint(&mut self) -> Result<(), EngineError> {
+    /// Starts a checkpoint unless the previous one is still being written
+    /// (then the loop carries on and tries again next iteration; it waits
+    /// only when `force` is set or the backlog of unflushed facts reaches
+    /// twice the flush threshold).
+    async fn checkpoint(&mut self, force: bool) -> Result<(), EngineError> {
+        let backlog = self.facts_since_flush >= 2 * self.engine.options.flush_every_facts;
+        if !force && !backlog && !self.write_done()? {
+            return Ok(());
+        }
         self.finish_write().await?;
-        // The group offset is committed with each checkpoint, not per batch:
-        // the journal's ingress-offset headers are the authoritative resume
-        // point, and a commit costs an fsync.
-        let tp = TopicPartition::new(self.engine.topics.ingress(), self.p);
-        self.engine
-            .log
-            .commit(&self.engine.options.group, &[(tp, self.ingress_next)])
-            .await?;
         let cp = Checkpoint {
             journal_next: self.journal_next,
             ingress_next: self.ingress_next,
@@ -466,14 +466,51 @@ impl<'a> Loop<'a> {
         };
         let prepared = self.store.prepare(&mut self.state, &cp);
         self.pending_evict = prepared.finished.clone();
+        // The group offset is committed with each checkpoint, not per batch,
+        // and by the writer: the journal's ingress-offset headers are the
+        // authoritative resume point, and a commit costs file system work.
+        let commit = super::writer::GroupCommit {
+            group: self.engine.options.group.clone(),
+            tp: TopicPartition::new(self.engine.topics.ingress(), self.p),
+            next: self.ingress_next,
+        };
         self.pending_write = Some(super::writer::submit(
             self.engine.log.clone(),
             self.store.writer(),
             prepared,
+            commit,
         ));
         self.facts_since_flush = 0;
         self.last_flush = Instant::now();
         Ok(())
+    }
+
+    /// True when no checkpoint write is pending or it has finished (its
+    /// outcome is then applied by `finish_write`).
+    fn write_done(&mut self) -> Result<bool, EngineError> {
+        let Some(rx) = self.pending_write.as_mut() else {
+            return Ok(true);
+        };
+        match rx.try_recv() {
+            Ok(result) => {
+                self.pending_write = None;
+                result?;
+                self.evict_written();
+                Ok(true)
+            }
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => Ok(false),
+            Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
+                Err(EngineError::Task("checkpoint writer went away".into()))
+            }
+        }
+    }
+
+    fn evict_written(&mut self) {
+        let evict = std::mem::take(&mut self.pending_evict);
+        for id in &evict {
+            self.finished.insert(id);
+        }
+        crate::store::evict_finished(&mut self.state, &evict);
     }
 
     async fn finish_write(&mut self) -> Result<(), EngineError> {
@@ -482,11 +519,7 @@ impl<'a> Loop<'a> {
                 Ok(r) => r?,
                 Err(_) => return Err(EngineError::Task("checkpoint writer went away".into())),
             }
-            let evict = std::mem::take(&mut self.pending_evict);
-            for id in &evict {
-                self.finished.insert(id);
-            }
-            crate::store::evict_finished(&mut self.state, &evict);
+            self.evict_written();
         }
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! The checkpoint writer: one background OS thread per process that makes
-//! the journal durable and then writes a store snapshot, at a lower CPU
-//! priority than the decision loops.
+//! the journal durable, writes a store snapshot and commits the ingress
+//! offset, at a lower CPU priority than the decision loops.
 //!
 //! Why a thread of its own: on a small machine a sled batch write competes
 //! for the same cores as the partition loops, and every millisecond it holds
@@ -14,17 +14,26 @@ use std::sync::{Arc, OnceLock};
 
 use tokio::sync::oneshot;
 
-use crate::log::EventLog;
+use crate::log::{EventLog, Offset, TopicPartition};
 use crate::store::{PreparedFlush, StoreError, StoreWriter};
 
 /// Nice value of the writer thread (0 is normal, 19 the lowest priority).
 const WRITER_NICE: i32 = 10;
+
+/// The ingress offset a checkpoint covers, committed for the engine's group
+/// once the checkpoint is written.
+pub struct GroupCommit {
+    pub group: String,
+    pub tp: TopicPartition,
+    pub next: Offset,
+}
 
 struct Job {
     log: Arc<dyn EventLog>,
     runtime: tokio::runtime::Handle,
     writer: StoreWriter,
     flush: PreparedFlush,
+    commit: GroupCommit,
     done: oneshot::Sender<Result<(), StoreError>>,
 }
 
@@ -37,11 +46,18 @@ fn sender() -> &'static Result<mpsc::Sender<Job>, String> {
             .spawn(move || {
                 lower_priority();
                 for job in rx {
+                    let journal = |e: crate::log::LogError| StoreError::Journal(e.to_string());
+                    let c = &job.commit;
                     let result = job
                         .runtime
                         .block_on(job.log.flush())
-                        .map_err(|e| StoreError::Journal(e.to_string()))
-                        .and_then(|()| job.writer.write(job.flush));
+                        .map_err(journal)
+                        .and_then(|()| job.writer.write(job.flush))
+                        .and_then(|()| {
+                            job.runtime
+                                .block_on(job.log.commit(&c.group, &[(c.tp.clone(), c.next)]))
+                                .map_err(journal)
+                        });
                     let _ = job.done.send(result);
                 }
             })
@@ -63,11 +79,13 @@ fn lower_priority() {
 }
 
 /// Queues a checkpoint: fsync the journal (the store must never get ahead
-/// of it after a power loss), then write `flush`. Resolves when written.
+/// of it after a power loss), write `flush`, then commit the group offset.
+/// Resolves when done.
 pub fn submit(
     log: Arc<dyn EventLog>,
     writer: StoreWriter,
     flush: PreparedFlush,
+    commit: GroupCommit,
 ) -> oneshot::Receiver<Result<(), StoreError>> {
     let (done, rx) = oneshot::channel();
     let job = Job {
@@ -75,6 +93,7 @@ pub fn submit(
         runtime: tokio::runtime::Handle::current(),
         writer,
         flush,
+        commit,
         done,
     };
     match sender() {

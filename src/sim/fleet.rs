@@ -224,10 +224,12 @@ pub async fn run_fleet(
     let mut next_heartbeat = Instant::now() + interval;
     while !stopped(&stop) {
         let mut busy = false;
-        let at = now();
         for (p, next) in positions.iter_mut().enumerate() {
             let records = log.read(&assignments, p as u32, *next, READ_BATCH).await?;
             busy |= records.len() == READ_BATCH;
+            // Stamped per partition read, not once per pass: a report's
+            // `occurred_at` should not predate the reading of its assignment.
+            let at = now();
             let instant = Instant::now();
             for r in records {
                 *next = r.offset + 1;
