@@ -450,11 +450,15 @@ impl<'a> Loop<'a> {
     /// Starts writing a checkpoint in the background (waiting for the
     /// previous write first, so checkpoints land in order).
     /// Starts a checkpoint unless the previous one is still being written
-    /// (then the loop carries on and tries again next iteration; it waits
-    /// only when `force` is set or the backlog of unflushed facts reaches
-    /// twice the flush threshold).
+    /// (then the loop carries on and tries again next iteration). It waits
+    /// for that write only when `force` is set or the backlog is too large:
+    /// the fact threshold reached, or two flush intervals without a
+    /// checkpoint. That wait is the backpressure that keeps memory bounded
+    /// when the writer cannot keep up.
     async fn checkpoint(&mut self, force: bool) -> Result<(), EngineError> {
-        let backlog = self.facts_since_flush >= 2 * self.engine.options.flush_every_facts;
+        let o = &self.engine.options;
+        let backlog = self.facts_since_flush >= o.flush_every_facts
+            || self.last_flush.elapsed() >= 2 * o.flush_every;
         if !force && !backlog && !self.write_done()? {
             return Ok(());
         }

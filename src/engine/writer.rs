@@ -1,13 +1,16 @@
 //! The checkpoint writer: one background OS thread per process that makes
 //! the journal durable, writes a store snapshot and commits the ingress
-//! offset, at a lower CPU priority than the decision loops.
+//! offset, off the decision loops.
 //!
-//! Why a thread of its own: on a small machine a sled batch write competes
-//! for the same cores as the partition loops, and every millisecond it holds
-//! a core shows up in decision latency. Checkpoints are background work —
-//! until one lands, a crash merely refolds a longer journal tail — so the
-//! writer runs niced and the loops get the CPU first. Jobs run in the order
-//! they were sent, so checkpoints of a partition land in order.
+//! Why a thread of its own rather than the runtime's blocking pool: jobs
+//! run one at a time in the order they were sent, so checkpoints of a
+//! partition land in order and sled sees one writer; and the partition
+//! loops never wait for it unless they fall too far behind (see
+//! `partition.rs`). Until a checkpoint lands, a crash merely refolds a
+//! longer journal tail.
+//!
+//! (Running it at a lower CPU priority was tried: half-load latency barely
+//! moved, but under full load the writer fell behind and memory grew.)
 
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
@@ -16,9 +19,6 @@ use tokio::sync::oneshot;
 
 use crate::log::{EventLog, Offset, TopicPartition};
 use crate::store::{PreparedFlush, StoreError, StoreWriter};
-
-/// Nice value of the writer thread (0 is normal, 19 the lowest priority).
-const WRITER_NICE: i32 = 10;
 
 /// The ingress offset a checkpoint covers, committed for the engine's group
 /// once the checkpoint is written.
@@ -44,7 +44,6 @@ fn sender() -> &'static Result<mpsc::Sender<Job>, String> {
         std::thread::Builder::new()
             .name("baton-checkpoint".into())
             .spawn(move || {
-                lower_priority();
                 for job in rx {
                     let journal = |e: crate::log::LogError| StoreError::Journal(e.to_string());
                     let c = &job.commit;
@@ -64,18 +63,6 @@ fn sender() -> &'static Result<mpsc::Sender<Job>, String> {
             .map(|_| tx)
             .map_err(|e| e.to_string())
     })
-}
-
-/// Lowers this thread's CPU priority (Linux: nice applies per thread).
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: plain syscalls on the calling thread, no pointers involved.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        if libc::setpriority(libc::PRIO_PROCESS, tid, WRITER_NICE) != 0 {
-            tracing::debug!("could not lower the checkpoint writer's priority");
-        }
-    }
 }
 
 /// Queues a checkpoint: fsync the journal (the store must never get ahead
