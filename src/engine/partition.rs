@@ -15,7 +15,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::results::results_for;
+use super::results::{results_for, ResultBody};
 use super::{Engine, EngineError, EngineStats};
 use crate::domain::engine::PartitionState;
 use crate::domain::events::*;
@@ -218,7 +218,7 @@ impl<'a> Loop<'a> {
                 }
                 self.state.evolve(&e);
                 self.facts_since_flush += 1;
-                self.collect_results(&e, &mut outbox)?;
+                self.collect_results(&e, Some(&r.value), &mut outbox)?;
             }
             self.publish(outbox).await?;
         }
@@ -236,14 +236,26 @@ impl<'a> Loop<'a> {
             })
     }
 
-    fn collect_results(&self, fact: &Envelope, outbox: &mut Outbox) -> Result<(), EngineError> {
-        if let Some((topic, key, env)) = results_for(fact, &self.engine.topics) {
+    /// Queues the result message of `fact`, if any. `encoded` is the fact's
+    /// own encoding when the caller has it (results that are the fact
+    /// itself then cost no second encoding).
+    fn collect_results(
+        &self,
+        fact: &Envelope,
+        encoded: Option<&Bytes>,
+        outbox: &mut Outbox,
+    ) -> Result<(), EngineError> {
+        if let Some((topic, key, body)) = results_for(fact, &self.engine.topics) {
             let n = self.result_partitions.get(&topic).copied().unwrap_or(1);
-            let value = self.engine.codec.encode(&env)?;
+            let value = match (body, encoded) {
+                (ResultBody::Fact, Some(bytes)) => bytes.clone(),
+                (ResultBody::Fact, None) => Bytes::from(self.engine.codec.encode(fact)?),
+                (ResultBody::Derived(env), _) => Bytes::from(self.engine.codec.encode(&env)?),
+            };
             outbox.push(
                 topic,
                 partition_for_key(key.as_bytes(), n),
-                ProducerRecord::new(Some(Bytes::from(key)), Bytes::from(value)),
+                ProducerRecord::new(Some(Bytes::from(key)), value),
             );
         }
         Ok(())
@@ -361,17 +373,16 @@ impl<'a> Loop<'a> {
         let mut chunk_bytes = 0usize;
         let mut prev_offset = None;
         for (offset, fact) in &journal {
-            let value = self.engine.codec.encode(fact)?;
+            let value = Bytes::from(self.engine.codec.encode(fact)?);
+            self.collect_results(fact, Some(&value), &mut outbox)?;
             if *offset != prev_offset && chunk_bytes > MAX_APPEND_BYTES {
                 chunks.push(Vec::new());
                 chunk_bytes = 0;
             }
             prev_offset = *offset;
             chunk_bytes += value.len() + fact.correlation_id.len() + 64;
-            let mut rec = ProducerRecord::new(
-                Some(Bytes::from(fact.correlation_id.clone())),
-                Bytes::from(value),
-            );
+            let mut rec =
+                ProducerRecord::new(Some(Bytes::from(fact.correlation_id.clone())), value);
             if let Some(o) = offset {
                 rec.headers.push(Header {
                     key: INGRESS_OFFSET_HEADER.into(),
@@ -382,9 +393,6 @@ impl<'a> Loop<'a> {
             if let Some(c) = chunks.last_mut() {
                 c.push(rec);
             }
-        }
-        for (_, fact) in &journal {
-            self.collect_results(fact, &mut outbox)?;
         }
         self.publish(dlq).await?;
         let n = journal.len() as u64;

@@ -5,8 +5,16 @@
 use crate::domain::events::*;
 use crate::topics::Topics;
 
-/// A message for a result topic: topic, key, envelope.
-pub type ResultMessage = (String, String, Envelope);
+/// What a result message carries.
+pub enum ResultBody {
+    /// The fact itself, unchanged (its journal encoding can be reused).
+    Fact,
+    /// A message derived from the fact.
+    Derived(Box<Envelope>),
+}
+
+/// A message for a result topic: topic, key, body.
+pub type ResultMessage = (String, String, ResultBody);
 
 fn status_change(
     fact: &Envelope,
@@ -39,15 +47,15 @@ pub fn results_for(fact: &Envelope, topics: &Topics) -> Option<ResultMessage> {
         Some((
             topics.status(),
             id.to_string(),
-            status_change(fact, id, s, reason, usage),
+            ResultBody::Derived(Box::new(status_change(fact, id, s, reason, usage))),
         ))
     };
     match &fact.payload {
-        P::StepAssigned(a) => Some((topics.assignments(), a.agent_id.clone(), fact.clone())),
+        P::StepAssigned(a) => Some((topics.assignments(), a.agent_id.clone(), ResultBody::Fact)),
         P::StepCancelled(c) => c
             .agent_id
             .as_ref()
-            .map(|agent| (topics.assignments(), agent.clone(), fact.clone())),
+            .map(|agent| (topics.assignments(), agent.clone(), ResultBody::Fact)),
         P::WorkflowQueued(x) => status(&x.workflow_id, S::Queued, None, Usage::default()),
         P::WorkflowStarted(x) => status(&x.workflow_id, S::Running, None, Usage::default()),
         P::WorkflowSucceeded(x) => status(&x.workflow_id, S::Succeeded, None, x.usage.clone()),
@@ -75,8 +83,8 @@ pub fn results_for(fact: &Envelope, topics: &Topics) -> Option<ResultMessage> {
             Some(format!("rejected ({}): {}", x.code, x.message)),
             Usage::default(),
         ),
-        P::BottleneckDetected(b) => Some((topics.alerts(), b.key.clone(), fact.clone())),
-        P::BottleneckResolved(b) => Some((topics.alerts(), b.key.clone(), fact.clone())),
+        P::BottleneckDetected(b) => Some((topics.alerts(), b.key.clone(), ResultBody::Fact)),
+        P::BottleneckResolved(b) => Some((topics.alerts(), b.key.clone(), ResultBody::Fact)),
         _ => None,
     }
 }
