@@ -195,7 +195,7 @@ pub fn all() -> Vec<Envelope> {
         .into(),
         WorkflowAccepted {
             workflow_id: wf(),
-            definition: workflow_definition(3),
+            definition: std::sync::Arc::new(workflow_definition(3)),
             deadline_at: Some(t(3600)),
         }
         .into(),

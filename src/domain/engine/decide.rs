@@ -306,9 +306,14 @@ impl PartitionState {
             self.emit(ctx, rejected("invalid", "workflow_id is empty".into()));
             return Ok(());
         }
-        if let Err(e) = validate(&s.definition, &self.config.limits) {
-            self.emit(ctx, rejected(e.code(), e.to_string()));
-            return Ok(());
+        match validate(&s.definition, &self.config.limits) {
+            // Kept for `evolve` of the WorkflowAccepted below, which would
+            // otherwise validate the same definition a second time.
+            Ok(dag) => self.validated = Some((s.workflow_id.clone(), Arc::new(dag))),
+            Err(e) => {
+                self.emit(ctx, rejected(e.code(), e.to_string()));
+                return Ok(());
+            }
         }
         let deadline_at = s
             .definition
@@ -318,7 +323,7 @@ impl PartitionState {
             ctx,
             WorkflowAccepted {
                 workflow_id: s.workflow_id.clone(),
-                definition: s.definition.clone(),
+                definition: Arc::new(s.definition.clone()),
                 deadline_at,
             },
         );

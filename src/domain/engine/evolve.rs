@@ -32,15 +32,19 @@ impl PartitionState {
         use Payload as P;
         match &e.payload {
             P::WorkflowAccepted(a) => {
-                let Ok(dag) = validate(&a.definition, &REPLAY_LIMITS) else {
-                    return;
+                let dag = match self.validated.take() {
+                    Some((id, dag)) if id == a.workflow_id => dag,
+                    _ => match validate(&a.definition, &REPLAY_LIMITS) {
+                        Ok(dag) => Arc::new(dag),
+                        Err(_) => return,
+                    },
                 };
                 let seq = self.next_seq;
                 self.next_seq += 1;
                 let wf = WorkflowState::new(
                     a.workflow_id.clone(),
-                    Arc::new(a.definition.clone()),
-                    Arc::new(dag),
+                    a.definition.clone(),
+                    dag,
                     now,
                     a.deadline_at,
                     seq,

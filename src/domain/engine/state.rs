@@ -233,6 +233,9 @@ pub struct PartitionState {
     pub dirty_agents: BTreeSet<String>,
     /// Facts folded so far (for progress and checkpoints).
     pub facts_folded: u64,
+    /// The DAG `decide` just built for a submission, handed to `evolve` of
+    /// its WorkflowAccepted (transient: never set outside one decision).
+    pub(crate) validated: Option<(String, Arc<Dag>)>,
 }
 
 impl PartitionState {
@@ -255,6 +258,7 @@ impl PartitionState {
             dirty_workflows: Default::default(),
             dirty_agents: BTreeSet::new(),
             facts_folded: 0,
+            validated: None,
         }
     }
 

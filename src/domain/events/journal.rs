@@ -19,7 +19,8 @@ use super::values::{JsonText, Timestamp};
 #[serde(deny_unknown_fields)]
 pub struct WorkflowAccepted {
     pub workflow_id: String,
-    pub definition: WorkflowDefinition,
+    /// Shared with the folded workflow (serialised as the plain record).
+    pub definition: std::sync::Arc<WorkflowDefinition>,
     #[serde(default)]
     pub deadline_at: Option<Timestamp>,
 }
