@@ -10,6 +10,7 @@ mod bench;
 mod demo;
 mod inspect;
 mod produce;
+mod replay;
 mod run;
 mod schemas;
 mod submit;
@@ -93,6 +94,9 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Measure codec and embedded-log throughput in one run (JSON with --json).
     Bench(bench::BenchArgs),
+    /// Fold the journal into a fresh projection store; --verify compares it
+    /// with the engine's store.
+    Replay(replay::ReplayArgs),
 }
 
 /// A mistake in how the command was called (exit code 2).
@@ -137,6 +141,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Submit(args) => submit::run(&cli.global, args).await,
         Command::Inspect(args) => inspect::run(&cli.global, args).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Replay(args) => replay::run(&cli.global, args).await,
     }
 }
 

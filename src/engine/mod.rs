@@ -11,6 +11,7 @@
 
 pub mod bloom;
 pub mod partition;
+pub mod replay;
 pub mod results;
 pub mod stats;
 pub mod verify;

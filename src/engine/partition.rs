@@ -22,7 +22,7 @@ use crate::domain::events::*;
 use crate::log::{partition_for_key, Header, ProducerRecord, StoredRecord, TopicPartition};
 use crate::store::{Checkpoint, ProjectionStore};
 
-const INGRESS_OFFSET_HEADER: &str = "baton-ingress-offset";
+use super::replay::{ingress_offset, INGRESS_OFFSET_HEADER};
 /// Journal bytes per append (the embedded log accepts up to 16 MiB).
 const MAX_APPEND_BYTES: usize = 8 << 20;
 const DLQ_NAMESPACE: Uuid = Uuid::from_u128(0x3d0c_91aa_5b7e_4f12_8c6d_2e9a_1b4f_7c30);
@@ -209,12 +209,8 @@ impl<'a> Loop<'a> {
             let mut outbox = Outbox::default();
             for r in &records {
                 let e = self.decode_journal(r)?;
-                if let Some(o) = r.headers.iter().find(|h| h.key == INGRESS_OFFSET_HEADER) {
-                    if let Ok(s) = std::str::from_utf8(&o.value) {
-                        if let Ok(off) = s.parse::<u64>() {
-                            self.ingress_next = self.ingress_next.max(off + 1);
-                        }
-                    }
+                if let Some(off) = ingress_offset(r) {
+                    self.ingress_next = self.ingress_next.max(off + 1);
                 }
                 self.state.evolve(&e);
                 self.facts_since_flush += 1;

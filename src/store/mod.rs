@@ -237,6 +237,45 @@ impl ProjectionStore {
         Ok(out)
     }
 
+    /// The projection entries (workflows, agents, pool usage; not the
+    /// checkpoint or format keys), raw, in key order.
+    pub fn entries(
+        &self,
+    ) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec), StoreError>> + '_ {
+        self.tree
+            .iter()
+            .filter(|kv| !matches!(kv, Ok((k, _)) if k.starts_with(b"m/")))
+            .map(|kv| kv.map_err(|e| self.sled(e)))
+    }
+
+    /// A digest of the projections: SHA-256 over every entry of
+    /// [`entries`](Self::entries) (length-prefixed key and value), hex.
+    /// Two stores with equal digests hold equal projections.
+    pub fn digest(&self) -> Result<String, StoreError> {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        for kv in self.entries() {
+            let (k, v) = kv?;
+            h.update((k.len() as u64).to_le_bytes());
+            h.update(&k);
+            h.update((v.len() as u64).to_le_bytes());
+            h.update(&v);
+        }
+        Ok(format!("{:x}", h.finalize()))
+    }
+
+    /// A stored entry decoded for people (`--verify`'s difference report).
+    pub fn describe(key: &[u8], value: &[u8]) -> String {
+        let text = if key.starts_with(b"w/") {
+            bincode::deserialize::<WorkflowState>(value).map(|v| format!("{v:?}"))
+        } else if key.starts_with(b"a/") {
+            bincode::deserialize::<AgentView>(value).map(|v| format!("{v:?}"))
+        } else {
+            bincode::deserialize::<Usage>(value).map(|v| format!("{v:?}"))
+        };
+        text.unwrap_or_else(|e| format!("<undecodable: {e}>"))
+    }
+
     pub fn checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
         self.get(b"m/checkpoint")
     }
