@@ -41,8 +41,10 @@ pub struct DemoArgs {
     #[arg(long)]
     pub rate: Option<f64>,
     /// Submitted-but-unfinished workflows allowed at once (a closed-loop
-    /// load, so memory stays bounded however many workflows are run).
-    #[arg(long, default_value_t = 5_000)]
+    /// load, so memory stays bounded however many workflows are run). The
+    /// default keeps the default fleet (20 × 64 slots) busy without steps
+    /// queueing behind it: a deeper window only adds waiting.
+    #[arg(long, default_value_t = 3_000)]
     pub max_in_flight: u64,
     /// Agent capacity (concurrent steps each).
     #[arg(long, default_value_t = 64)]
