@@ -222,14 +222,7 @@ impl<'a> Loop<'a> {
     }
 
     fn decode_journal(&self, r: &StoredRecord) -> Result<Envelope, EngineError> {
-        self.engine
-            .codec
-            .decode(&r.value)
-            .map_err(|e| EngineError::Journal {
-                partition: self.p,
-                offset: r.offset,
-                reason: e.to_string(),
-            })
+        super::replay::decode_fact(&self.engine.codec, self.p, r)
     }
 
     /// Queues the result message of `fact`, if any. `encoded` is the fact's

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::EngineError;
 use crate::codec::Codec;
 use crate::domain::engine::{EngineConfig, PartitionState};
+use crate::domain::events::Envelope;
 use crate::log::{EventLog, StoredRecord};
 use crate::store::{evict_finished, Checkpoint, ProjectionStore};
 
@@ -22,6 +23,17 @@ const FLUSH_EVERY: u64 = 200_000;
 pub fn ingress_offset(r: &StoredRecord) -> Option<u64> {
     let h = r.headers.iter().find(|h| h.key == INGRESS_OFFSET_HEADER)?;
     std::str::from_utf8(&h.value).ok()?.parse().ok()
+}
+
+/// Decodes a journal record of partition `p`; a journal that does not
+/// decode is corrupt (the engine wrote it), so this is an error, not a
+/// dead letter.
+pub fn decode_fact(codec: &Codec, p: u32, r: &StoredRecord) -> Result<Envelope, EngineError> {
+    codec.decode(&r.value).map_err(|e| EngineError::Journal {
+        partition: p,
+        offset: r.offset,
+        reason: e.to_string(),
+    })
 }
 
 /// What one partition's replay did.
@@ -71,11 +83,7 @@ pub async fn replay_partition(
         let Some(last) = records.last() else { break };
         next = last.offset + 1;
         for r in records.iter().filter(|r| r.offset < end) {
-            let e = codec.decode(&r.value).map_err(|e| EngineError::Journal {
-                partition: p,
-                offset: r.offset,
-                reason: e.to_string(),
-            })?;
+            let e = decode_fact(codec, p, r)?;
             state.evolve(&e);
             if let Some(o) = ingress_offset(r) {
                 cp.ingress_next = cp.ingress_next.max(o + 1);

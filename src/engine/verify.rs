@@ -26,12 +26,7 @@ pub async fn refold(
         let Some(last) = records.last() else { break };
         next = last.offset + 1;
         for r in &records {
-            let e = codec.decode(&r.value).map_err(|e| EngineError::Journal {
-                partition: p,
-                offset: r.offset,
-                reason: e.to_string(),
-            })?;
-            state.evolve(&e);
+            state.evolve(&super::replay::decode_fact(codec, p, r)?);
         }
     }
     Ok(state)
