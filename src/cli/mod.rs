@@ -5,6 +5,7 @@
 //! `anyhow` is used here and nowhere below: library modules return typed
 //! errors, the CLI turns them into messages a person can act on.
 
+mod audit;
 mod backend;
 mod bench;
 mod demo;
@@ -97,6 +98,9 @@ pub enum Command {
     /// Fold the journal into a fresh projection store; --verify compares it
     /// with the engine's store.
     Replay(replay::ReplayArgs),
+    /// The full story of a workflow (or an agent): every event in order,
+    /// who wrote it, what caused what, attempts, retries, hand-offs.
+    Audit(audit::AuditArgs),
 }
 
 /// A mistake in how the command was called (exit code 2).
@@ -142,6 +146,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => inspect::run(&cli.global, args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Replay(args) => replay::run(&cli.global, args).await,
+        Command::Audit(args) => audit::run(&cli.global, args).await,
     }
 }
 

@@ -9,7 +9,9 @@
 //! ingress after the last offset reflected in the journal, and skips inputs
 //! whose event id is already in the dedup window.
 
+pub mod audit;
 pub mod bloom;
+pub mod history;
 pub mod partition;
 pub mod replay;
 pub mod results;

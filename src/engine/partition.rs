@@ -20,7 +20,7 @@ use super::{Engine, EngineError, EngineStats};
 use crate::domain::engine::PartitionState;
 use crate::domain::events::*;
 use crate::log::{partition_for_key, Header, ProducerRecord, StoredRecord, TopicPartition};
-use crate::store::{Checkpoint, ProjectionStore};
+use crate::store::{Checkpoint, JournalIndex, ProjectionStore};
 
 use super::replay::{ingress_offset, INGRESS_OFFSET_HEADER};
 /// Journal bytes per append (the embedded log accepts up to 16 MiB).
@@ -51,6 +51,8 @@ struct Loop<'a> {
     p: u32,
     state: PartitionState,
     store: ProjectionStore,
+    /// Journal offsets by correlation id (see `store::index`).
+    index: JournalIndex,
     journal_next: u64,
     ingress_next: u64,
     facts_since_flush: u64,
@@ -130,8 +132,9 @@ impl<'a> Loop<'a> {
         let mut state = PartitionState::new(engine.config.clone());
         state.producer = format!("baton-engine/{p}");
         let mut finished = super::bloom::Bloom::new(24);
+        let mut index = JournalIndex::default();
         let cp = store
-            .load_into(&mut state, |id| finished.insert(id))?
+            .load_into(&mut state, &mut index, |id| finished.insert(id))?
             .unwrap_or_default();
         let mut result_partitions = BTreeMap::new();
         for t in [
@@ -148,6 +151,7 @@ impl<'a> Loop<'a> {
             p,
             state,
             store,
+            index,
             journal_next: cp.journal_next,
             ingress_next: cp.ingress_next,
             facts_since_flush: 0,
@@ -213,6 +217,7 @@ impl<'a> Loop<'a> {
                     self.ingress_next = self.ingress_next.max(off + 1);
                 }
                 self.state.evolve(&e);
+                self.index.record(&mut self.state, &e, r.offset);
                 self.facts_since_flush += 1;
                 self.collect_results(&e, Some(&r.value), &mut outbox)?;
             }
@@ -385,6 +390,7 @@ impl<'a> Loop<'a> {
         }
         self.publish(dlq).await?;
         let n = journal.len() as u64;
+        let mut facts = journal.iter();
         for chunk in chunks.into_iter().filter(|c| !c.is_empty()) {
             let offsets = self
                 .engine
@@ -393,6 +399,9 @@ impl<'a> Loop<'a> {
                 .await?;
             if let Some(last) = offsets.last() {
                 self.journal_next = last + 1;
+            }
+            for (o, (_, fact)) in offsets.iter().zip(facts.by_ref()) {
+                self.index.record(&mut self.state, fact, *o);
             }
         }
         self.count(journal.iter().map(|(_, f)| f));
@@ -420,7 +429,8 @@ impl<'a> Loop<'a> {
         {
             return Ok(());
         }
-        if let Some(wf) = self.store.workflow(workflow_id)? {
+        if let Some((wf, offsets)) = self.store.workflow_entry(workflow_id)? {
+            self.index.restore(workflow_id, offsets);
             self.state.mark_dirty(workflow_id);
             self.state.workflows.insert(workflow_id.to_string(), wf);
         }
@@ -465,7 +475,7 @@ impl<'a> Loop<'a> {
             ingress_next: self.ingress_next,
             facts_folded: self.state.facts_folded,
         };
-        let prepared = self.store.prepare(&mut self.state, &cp);
+        let prepared = self.store.prepare(&mut self.state, &mut self.index, &cp);
         self.pending_evict = prepared.finished.clone();
         // The group offset is committed with each checkpoint, not per batch,
         // and by the writer: the journal's ingress-offset headers are the
@@ -511,7 +521,7 @@ impl<'a> Loop<'a> {
         for id in &evict {
             self.finished.insert(id);
         }
-        crate::store::evict_finished(&mut self.state, &evict);
+        crate::store::evict_finished(&mut self.state, &mut self.index, &evict);
     }
 
     async fn finish_write(&mut self) -> Result<(), EngineError> {

@@ -11,7 +11,7 @@ use crate::codec::Codec;
 use crate::domain::engine::{EngineConfig, PartitionState};
 use crate::domain::events::Envelope;
 use crate::log::{EventLog, StoredRecord};
-use crate::store::{evict_finished, Checkpoint, ProjectionStore};
+use crate::store::{evict_finished, Checkpoint, JournalIndex, ProjectionStore};
 
 /// Header on journal records naming the ingress offset that caused them.
 pub const INGRESS_OFFSET_HEADER: &str = "baton-ingress-offset";
@@ -69,6 +69,7 @@ pub async fn replay_partition(
         topic: journal,
     } = *source;
     let mut state = PartitionState::new(config);
+    let mut index = JournalIndex::default();
     state.producer = format!("baton-engine/{p}");
     let hwm = log.high_watermark(journal, p).await?;
     let end = until.map_or(hwm, |u| u.min(hwm));
@@ -85,6 +86,7 @@ pub async fn replay_partition(
         for r in records.iter().filter(|r| r.offset < end) {
             let e = decode_fact(codec, p, r)?;
             state.evolve(&e);
+            index.record(&mut state, &e, r.offset);
             if let Some(o) = ingress_offset(r) {
                 cp.ingress_next = cp.ingress_next.max(o + 1);
             }
@@ -94,11 +96,11 @@ pub async fn replay_partition(
         }
         progress.fetch_add(records.len() as u64, Ordering::Relaxed);
         if since_flush >= FLUSH_EVERY {
-            flush(store, &mut state, &cp)?;
+            flush(store, &mut state, &mut index, &cp)?;
             since_flush = 0;
         }
     }
-    flush(store, &mut state, &cp)?;
+    flush(store, &mut state, &mut index, &cp)?;
     Ok(PartitionReplay {
         partition: p,
         events,
@@ -109,15 +111,16 @@ pub async fn replay_partition(
 fn flush(
     store: &ProjectionStore,
     state: &mut PartitionState,
+    index: &mut JournalIndex,
     cp: &Checkpoint,
 ) -> Result<(), EngineError> {
     let cp = Checkpoint {
         facts_folded: state.facts_folded,
         ..cp.clone()
     };
-    let prepared = store.prepare(state, &cp);
+    let prepared = store.prepare(state, index, &cp);
     let finished = prepared.finished.clone();
     store.writer().write(prepared)?;
-    evict_finished(state, &finished);
+    evict_finished(state, index, &finished);
     Ok(())
 }

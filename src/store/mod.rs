@@ -1,16 +1,20 @@
 //! Projection store (sled 0.34): one database per partition holding the
 //! folded workflows, agents and pool usage, plus the checkpoint that says
 //! which journal offset they reflect. Write-behind: the engine folds in
-//! memory and calls [`ProjectionStore::flush`] every N facts or M ms; one
-//! flush is one atomic sled batch (dirty entries + checkpoint), so after a
+//! memory and writes a [`ProjectionStore::prepare`]d snapshot every N facts
+//! or M ms; one flush is one atomic sled batch (dirty entries + checkpoint), so after a
 //! crash the store is exactly the fold of `journal[..checkpoint.journal_next]`
 //! and the engine refolds only the tail.
 //!
 //! Layout: one sled database in `<data-dir>/store`, one tree per partition.
-//! Keys: `w/<workflow id>`, `a/<agent id>`, `p/<pool>`, `m/checkpoint`,
-//! `m/format`. Values: bincode of the domain types. The format version is
+//! Keys: `w/<workflow id>`, `a/<agent id>`, `p/<pool>`, `c/…` (the
+//! correlation index, see [`index`]), `m/checkpoint`, `m/format`. Values:
+//! bincode of the domain types; a workflow's value is followed by its
+//! journal offsets. The format version is
 //! bumped whenever a stored type changes shape; a store with another version
 //! is rebuilt from the journal (see `docs` in the README).
+
+pub mod index;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,9 +24,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::engine::{AgentView, PartitionState, WorkflowState};
 use crate::domain::events::Usage;
+pub use index::JournalIndex;
 
 /// Bump when a stored type changes shape.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// What the stored state reflects.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,7 +63,10 @@ pub enum StoreError {
 /// (by [`StoreWriter::write`], typically off the decision loop: taking the
 /// snapshot is a clone, several times cheaper than serialising).
 pub struct PreparedFlush {
-    workflows: Vec<WorkflowState>,
+    /// Each dirty workflow with its journal offsets.
+    workflows: Vec<(WorkflowState, Vec<u64>)>,
+    /// Correlation-index facts of no workflow in memory.
+    loose: Vec<(String, u64)>,
     agents: Vec<AgentView>,
     pools: Vec<(String, Usage)>,
     checkpoint: Checkpoint,
@@ -71,11 +79,11 @@ pub struct PreparedFlush {
 impl PreparedFlush {
     fn into_batch(self) -> sled::Batch {
         let mut batch = sled::Batch::default();
-        for wf in &self.workflows {
-            batch.insert(
-                key("w/", &wf.id),
-                bincode::serialize(wf).unwrap_or_default(),
-            );
+        for (wf, offsets) in &self.workflows {
+            batch.insert(key("w/", &wf.id), workflow_value(wf, offsets));
+        }
+        for (c, o) in &self.loose {
+            batch.insert(index::loose_key(c, *o), &[]);
         }
         for a in &self.agents {
             batch.insert(key("a/", &a.id), bincode::serialize(a).unwrap_or_default());
@@ -96,12 +104,28 @@ impl PreparedFlush {
 
 /// Drops finished workflows from memory once their final state is stored
 /// (they are read back from the store when needed).
-pub fn evict_finished(state: &mut PartitionState, ids: &[String]) {
+pub fn evict_finished(state: &mut PartitionState, index: &mut JournalIndex, ids: &[String]) {
     for id in ids {
         if state.workflows.get(id).is_some_and(|w| w.is_terminal()) {
             state.workflows.remove(id);
+            index.forget(id);
         }
     }
+}
+
+/// A workflow's stored value: its bincode, then its journal offsets.
+fn workflow_value(wf: &WorkflowState, offsets: &[u64]) -> Vec<u8> {
+    let mut v = bincode::serialize(wf).unwrap_or_default();
+    index::encode_offsets(offsets, &mut v);
+    v
+}
+
+/// Reverses [`workflow_value`].
+fn split_workflow_value(v: &[u8]) -> Result<(WorkflowState, Vec<u64>), String> {
+    let mut rest = v;
+    let wf: WorkflowState = bincode::deserialize_from(&mut rest).map_err(|e| e.to_string())?;
+    let offsets = index::decode_offsets(rest).ok_or("truncated journal offsets")?;
+    Ok((wf, offsets))
 }
 
 /// Writes prepared flushes; see [`ProjectionStore::prepare`].
@@ -267,7 +291,12 @@ impl ProjectionStore {
     /// A stored entry decoded for people (`--verify`'s difference report).
     pub fn describe(key: &[u8], value: &[u8]) -> String {
         let text = if key.starts_with(b"w/") {
-            bincode::deserialize::<WorkflowState>(value).map(|v| format!("{v:?}"))
+            return match split_workflow_value(value) {
+                Ok((wf, offsets)) => format!("{wf:?} journal offsets {offsets:?}"),
+                Err(e) => format!("<undecodable: {e}>"),
+            };
+        } else if key.starts_with(b"c/") {
+            return "correlation index entry".into();
         } else if key.starts_with(b"a/") {
             bincode::deserialize::<AgentView>(value).map(|v| format!("{v:?}"))
         } else {
@@ -280,14 +309,70 @@ impl ProjectionStore {
         self.get(b"m/checkpoint")
     }
 
+    fn corrupt(&self, k: &[u8], reason: String) -> StoreError {
+        StoreError::Corrupt {
+            path: self.path_str(),
+            key: String::from_utf8_lossy(k).into_owned(),
+            reason,
+        }
+    }
+
     /// One workflow as stored (terminal workflows live only here once evicted).
     pub fn workflow(&self, id: &str) -> Result<Option<WorkflowState>, StoreError> {
-        self.get(&key("w/", id))
+        Ok(self.workflow_entry(id)?.map(|(wf, _)| wf))
+    }
+
+    /// One workflow as stored, with the journal offsets of its facts.
+    pub fn workflow_entry(
+        &self,
+        id: &str,
+    ) -> Result<Option<(WorkflowState, Vec<u64>)>, StoreError> {
+        let k = key("w/", id);
+        match self.tree.get(&k).map_err(|e| self.sled(e))? {
+            None => Ok(None),
+            Some(v) => split_workflow_value(&v)
+                .map(Some)
+                .map_err(|r| self.corrupt(&k, r)),
+        }
+    }
+
+    /// Every stored workflow with its journal offsets.
+    pub fn workflow_entries(&self) -> Result<Vec<(WorkflowState, Vec<u64>)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix(b"w/") {
+            let (k, v) = kv.map_err(|e| self.sled(e))?;
+            out.push(split_workflow_value(&v).map_err(|r| self.corrupt(&k, r))?);
+        }
+        Ok(out)
     }
 
     /// Every stored workflow (for inspection and verification).
     pub fn workflows(&self) -> Result<Vec<WorkflowState>, StoreError> {
-        self.scan("w/")
+        Ok(self
+            .workflow_entries()?
+            .into_iter()
+            .map(|(wf, _)| wf)
+            .collect())
+    }
+
+    /// The journal offsets of every fact of `correlation_id` in this
+    /// partition, ascending: the workflow's own list plus any loose facts.
+    pub fn journal_offsets(&self, correlation_id: &str) -> Result<Vec<u64>, StoreError> {
+        let mut out = self
+            .workflow_entry(correlation_id)?
+            .map(|(_, o)| o)
+            .unwrap_or_default();
+        let prefix = index::loose_prefix(correlation_id);
+        for kv in self.tree.scan_prefix(&prefix) {
+            let (k, _) = kv.map_err(|e| self.sled(e))?;
+            let tail: [u8; 8] = k[prefix.len()..]
+                .try_into()
+                .map_err(|_| self.corrupt(&k, "index key without an offset".into()))?;
+            out.push(u64::from_be_bytes(tail));
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
     }
 
     pub fn agents(&self) -> Result<Vec<AgentView>, StoreError> {
@@ -300,13 +385,15 @@ impl ProjectionStore {
     pub fn load_into(
         &self,
         state: &mut PartitionState,
+        index: &mut JournalIndex,
         mut on_finished: impl FnMut(&str),
     ) -> Result<Option<Checkpoint>, StoreError> {
-        for wf in self.workflows()? {
+        for (wf, offsets) in self.workflow_entries()? {
             state.next_seq_at_least(wf.seq + 1);
             if wf.is_terminal() {
                 on_finished(&wf.id);
             } else {
+                index.restore(&wf.id, offsets);
                 state.workflows.insert(wf.id.clone(), wf);
             }
         }
@@ -327,31 +414,24 @@ impl ProjectionStore {
         Ok(cp)
     }
 
-    /// Writes the dirty entries and the checkpoint in one atomic batch, makes
-    /// it durable, then evicts terminal workflows from memory (they stay here).
-    pub fn flush(
-        &self,
-        state: &mut PartitionState,
-        checkpoint: &Checkpoint,
-    ) -> Result<usize, StoreError> {
-        let prepared = self.prepare(state, checkpoint);
-        let written = prepared.entries;
-        let evict = prepared.finished.clone();
-        self.writer().write(prepared)?;
-        evict_finished(state, &evict);
-        Ok(written)
-    }
-
     /// Snapshots the dirty entries and the checkpoint (the part that needs
     /// the state). Write it with [`StoreWriter::write`], possibly on another
     /// thread (until it is written, a crash simply resumes from the previous
     /// checkpoint); once written, drop its finished workflows from memory
     /// with [`evict_finished`].
-    pub fn prepare(&self, state: &mut PartitionState, checkpoint: &Checkpoint) -> PreparedFlush {
+    pub fn prepare(
+        &self,
+        state: &mut PartitionState,
+        index: &mut JournalIndex,
+        checkpoint: &Checkpoint,
+    ) -> PreparedFlush {
         let dirty_wf = std::mem::take(&mut state.dirty_workflows);
-        let workflows: Vec<WorkflowState> = dirty_wf
+        let workflows: Vec<(WorkflowState, Vec<u64>)> = dirty_wf
             .iter()
-            .filter_map(|id| state.workflows.get(id).cloned())
+            .filter_map(|id| {
+                let wf = state.workflows.get(id)?;
+                Some((wf.clone(), index.offsets(id).to_vec()))
+            })
             .collect();
         let agents: Vec<AgentView> = std::mem::take(&mut state.dirty_agents)
             .iter()
@@ -364,12 +444,13 @@ impl ProjectionStore {
             .collect();
         let finished = workflows
             .iter()
-            .filter(|w| w.is_terminal())
-            .map(|w| w.id.clone())
+            .filter(|(w, _)| w.is_terminal())
+            .map(|(w, _)| w.id.clone())
             .collect();
         PreparedFlush {
             entries: workflows.len() + agents.len(),
             workflows,
+            loose: index.take_loose(),
             agents,
             pools,
             checkpoint: checkpoint.clone(),

@@ -7,6 +7,7 @@
 //! add serde attributes that change the shape (`flatten`, `skip_*`, `tag`).
 
 mod common;
+mod describe;
 mod ingress;
 mod journal;
 mod results;
