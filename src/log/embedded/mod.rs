@@ -8,6 +8,7 @@
 //! <root>/LOCK                                     exclusive flock of the writer (holds its pid)
 //! <root>/topics/<topic>/topic.json                {"partitions": 3, "compacted": false}
 //! <root>/topics/<topic>/<partition>/<base:020>.seg segment files, named by first offset
+//! <root>/topics/<topic>/<partition>/<base:020>.idx its sparse offset index (a hint, see `index_file`)
 //! <root>/groups/<group>.json                      {"offsets": {"<topic>": {"<partition>": <next offset>}}}
 //! ```
 //!
@@ -87,6 +88,7 @@ mod files;
 mod format;
 mod fsync;
 mod groups;
+mod index_file;
 mod partition;
 mod segment;
 mod store;

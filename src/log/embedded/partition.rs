@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use super::files::{list_segments, open_segment, segment_file_name, sync_dir};
 use super::format::seal_frame;
-use super::segment::{read_records, scan, ReadPlan, Segment, SparseIndex};
+use super::index_file;
+use super::segment::{read_records, scan, ReadPlan, ScanOutcome, Segment, SparseIndex};
 use crate::log::{LogError, Offset, StoredRecord, TopicPartition};
 
 /// What a read does next: read a planned range, or first index a sealed
@@ -115,6 +116,7 @@ impl Partition {
                 file: None,
                 len,
                 index: None,
+                index_file: None,
                 next_offset,
             });
         }
@@ -126,9 +128,14 @@ impl Partition {
         if let Some(last) = state.segments.last_mut() {
             let file = open_segment(&last.path, !read_only, false)?;
             let file_len = last.len;
-            let mut index = SparseIndex::default();
-            let outcome = scan(&file, 0, file_len, last.base, &mut index)
-                .map_err(io_err("read", &last.path))?;
+            let (index, outcome) = if read_only {
+                scan_from_index(&file, &last.path, file_len, last.base)?
+            } else {
+                let mut index = SparseIndex::default();
+                let outcome = scan(&file, 0, file_len, last.base, &mut index)
+                    .map_err(io_err("read", &last.path))?;
+                (index, outcome)
+            };
             if let (Some(reason), false) = (&outcome.stop, read_only) {
                 tracing::warn!(
                     topic = %tp.topic,
@@ -142,6 +149,10 @@ impl Partition {
                 file.set_len(outcome.valid_len)
                     .and_then(|()| file.sync_all())
                     .map_err(io_err("truncate", &last.path))?;
+            }
+            if !read_only {
+                index_file::rewrite(&last.path, &index)?;
+                last.index_file = Some(index_file::IndexAppender::open(&last.path)?);
             }
             last.file = Some(Arc::new(file));
             last.len = outcome.valid_len;
@@ -213,7 +224,13 @@ impl Partition {
             return Err(LogError::io(format!("append to {path}"), e));
         }
         if let Some(index) = active.index.as_mut() {
-            index.note(base, active.len);
+            if index.note(base, active.len) {
+                if let Some(f) = active.index_file.as_mut() {
+                    if !f.append(base, active.len) {
+                        active.index_file = None;
+                    }
+                }
+            }
         }
         active.len += frame.len() as u64;
         active.next_offset = base + count;
@@ -257,13 +274,17 @@ impl Partition {
     /// Seals the active segment (fsynced, so a power loss cannot leave a hole
     /// before the new one) and starts a new one at the high watermark.
     fn roll(&self, st: &mut State) -> Result<(), LogError> {
-        if let Some(old) = st.segments.last() {
+        if let Some(old) = st.segments.last_mut() {
             if let Some(f) = &old.file {
                 f.sync_all().map_err(io_err("fsync", &old.path))?;
+            }
+            if let Some(idx) = old.index_file.take() {
+                idx.sync();
             }
         }
         let path = self.dir.join(segment_file_name(st.hwm));
         let file = open_segment(&path, true, true)?;
+        let index_file = index_file::IndexAppender::open(&path)?;
         sync_dir(&self.dir)?;
         st.segments.push(Segment {
             base: st.hwm,
@@ -271,6 +292,7 @@ impl Partition {
             file: Some(Arc::new(file)),
             len: 0,
             index: Some(SparseIndex::default()),
+            index_file: Some(index_file),
             next_offset: st.hwm,
         });
         Ok(())
@@ -340,6 +362,10 @@ impl Partition {
                     // Scanning a sealed segment can take a while: do it
                     // without the lock so appends carry on meanwhile.
                     let index = job.build()?;
+                    if !self.read_only {
+                        // Next time this segment opens, no scan is needed.
+                        index_file::rewrite(&job.path, &index)?;
+                    }
                     let mut st = self.lock();
                     if let Some(seg) = st.segments.get_mut(job.i) {
                         if seg.base == job.base && seg.index.is_none() {
@@ -378,6 +404,9 @@ impl Partition {
                 f
             }
         };
+        if seg.index.is_none() {
+            seg.index = index_file::load(&seg.path, seg.len);
+        }
         let Some(index) = &seg.index else {
             return Ok(Step::Index(IndexJob {
                 i,
@@ -434,6 +463,7 @@ impl Partition {
                 file: None,
                 len: 0,
                 index: Some(SparseIndex::default()),
+                index_file: None,
                 next_offset: base,
             };
             extend(&mut seg)?;
@@ -442,6 +472,29 @@ impl Partition {
         }
         Ok(())
     }
+}
+
+/// Read-only open of the active segment: validates frames from the last
+/// entry of its index file on, or the whole segment when that file is
+/// missing or its last entry is not a valid frame.
+fn scan_from_index(
+    file: &std::fs::File,
+    path: &Path,
+    file_len: u64,
+    base: Offset,
+) -> Result<(SparseIndex, ScanOutcome), LogError> {
+    if let Some(mut index) = index_file::load(path, file_len) {
+        if let Some((offset, pos)) = index.last() {
+            let outcome =
+                scan(file, pos, file_len, offset, &mut index).map_err(io_err("read", path))?;
+            if outcome.valid_len > pos || outcome.stop.is_none() {
+                return Ok((index, outcome));
+            }
+        }
+    }
+    let mut index = SparseIndex::default();
+    let outcome = scan(file, 0, file_len, base, &mut index).map_err(io_err("read", path))?;
+    Ok((index, outcome))
 }
 
 /// Read-only: validates whatever was appended to `seg` past its known end.

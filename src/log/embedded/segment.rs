@@ -37,12 +37,46 @@ pub(crate) struct SparseIndex {
 }
 
 impl SparseIndex {
-    /// Records that a frame with base offset `base` starts at `pos`.
-    pub fn note(&mut self, base: Offset, pos: u64) {
+    /// Records that a frame with base offset `base` starts at `pos`;
+    /// true when that became an entry.
+    pub fn note(&mut self, base: Offset, pos: u64) -> bool {
         match self.entries.last() {
-            Some(&(_, last)) if pos < last + INDEX_INTERVAL => {}
-            _ => self.entries.push((base, pos)),
+            Some(&(_, last)) if pos < last + INDEX_INTERVAL => false,
+            _ => {
+                self.entries.push((base, pos));
+                true
+            }
         }
+    }
+
+    /// Adds an entry read from an index file if it extends the index
+    /// (strictly increasing offset and position, starting at position 0).
+    pub fn push_checked(&mut self, offset: Offset, pos: u64) -> bool {
+        let ok = match self.entries.last() {
+            Some(&(o, p)) => offset > o && pos > p,
+            None => pos == 0,
+        };
+        if ok {
+            self.entries.push((offset, pos));
+        }
+        ok
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = (Offset, u64)> + '_ {
+        self.entries.iter().copied()
+    }
+
+    /// The last entry.
+    pub fn last(&self) -> Option<(Offset, u64)> {
+        self.entries.last().copied()
     }
 
     /// The position of a frame start at or before the frame holding `offset`.
@@ -66,6 +100,8 @@ pub(crate) struct Segment {
     pub len: u64,
     /// `None` for a sealed segment not read since open.
     pub index: Option<SparseIndex>,
+    /// The writer's index file of the active segment.
+    pub index_file: Option<super::index_file::IndexAppender>,
     /// The offset after its last record.
     pub next_offset: Offset,
 }
