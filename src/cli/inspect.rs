@@ -1,6 +1,9 @@
 //! `baton inspect workflow <id>` and `baton inspect agents`: read the
 //! projection stores (the engine must not be running on this data dir; the
-//! embedded stores are single-process).
+//! embedded stores are single-process). With `--as-of <offset|timestamp>`
+//! they show a past moment instead: a workflow refolds only its own facts
+//! (found through the correlation index); the fleet refolds each journal
+//! partition up to that moment.
 
 use std::process::ExitCode;
 
@@ -9,7 +12,10 @@ use serde_json::json;
 
 use super::backend::{self, Access};
 use super::GlobalArgs;
+use crate::codec::Codec;
 use crate::domain::engine::{AgentView, WorkflowState};
+use crate::engine::history::{agents_as_of, correlation_facts, workflow_as_of, AsOf};
+use crate::engine::replay::JournalSource;
 use crate::log::partition_for_key;
 use crate::store::ProjectionStore;
 
@@ -25,9 +31,20 @@ pub struct InspectArgs {
 #[derive(Debug, Subcommand)]
 pub enum InspectWhat {
     /// A workflow: status, each step's state, attempts, agent, timings, usage.
-    Workflow { id: String },
+    Workflow {
+        id: String,
+        /// Its state at a past moment: a journal offset (state before it)
+        /// or an RFC 3339 timestamp.
+        #[arg(long)]
+        as_of: Option<AsOf>,
+    },
     /// The fleet: health, pool, in flight / capacity, EWMA latency, success rate.
-    Agents,
+    Agents {
+        /// The fleet at a past moment: an RFC 3339 timestamp, or a journal
+        /// offset (applied to every partition).
+        #[arg(long)]
+        as_of: Option<AsOf>,
+    },
 }
 
 fn ms(
@@ -43,12 +60,31 @@ fn ms(
 pub async fn run(global: &GlobalArgs, args: InspectArgs) -> anyhow::Result<ExitCode> {
     let log = backend::open(global, Access::Read)?;
     let partitions = log.partition_count(&global.topics().ingress()).await?;
+    let codec = Codec::builtin()?;
+    let journal = global.topics().journal();
+    let source = JournalSource {
+        log: log.as_ref(),
+        codec: &codec,
+        topic: &journal,
+    };
     match args.what {
-        InspectWhat::Workflow { id } => {
+        InspectWhat::Workflow { id, as_of } => {
             let p = partition_for_key(id.as_bytes(), partitions);
             let store = ProjectionStore::open(&global.data_dir, p)?;
-            let Some(wf) = store.workflow(&id)? else {
-                eprintln!("error: no workflow `{id}` (partition {p}); has the engine run since it was submitted?");
+            let wf = match as_of {
+                None => store.workflow(&id)?,
+                Some(a) => {
+                    let facts = correlation_facts(&source, p, &store, &id).await?;
+                    workflow_as_of(&facts, &id, Some(a))
+                }
+            };
+            let Some(wf) = wf else {
+                let when = if as_of.is_some() {
+                    " at that moment"
+                } else {
+                    ""
+                };
+                eprintln!("error: no workflow `{id}` (partition {p}){when}; has the engine run since it was submitted?");
                 return Ok(ExitCode::from(1));
             };
             if args.json {
@@ -57,11 +93,17 @@ pub async fn run(global: &GlobalArgs, args: InspectArgs) -> anyhow::Result<ExitC
                 print_workflow(&wf);
             }
         }
-        InspectWhat::Agents => {
+        InspectWhat::Agents { as_of } => {
             let mut agents: std::collections::BTreeMap<String, AgentView> = Default::default();
             for p in 0..partitions {
-                let store = ProjectionStore::open(&global.data_dir, p)?;
-                for a in store.agents()? {
+                let views = match as_of {
+                    None => ProjectionStore::open(&global.data_dir, p)?.agents()?,
+                    Some(a) => {
+                        let until = a.offset_in(log.as_ref(), &journal, p).await?;
+                        agents_as_of(&source, p, until).await?
+                    }
+                };
+                for a in views {
                     match agents.get_mut(&a.id) {
                         Some(seen) => {
                             seen.successes += a.successes;

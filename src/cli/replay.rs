@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,8 @@ use super::backend::{self, Access};
 use super::GlobalArgs;
 use crate::codec::Codec;
 use crate::domain::engine::EngineConfig;
-use crate::engine::replay::{replay_partition, JournalSource, PartitionReplay};
+use crate::engine::history::{offset_for_time, AsOf};
+use crate::engine::replay::{replay_partition, JournalSource, PartitionReplay, Span};
 use crate::store::ProjectionStore;
 
 #[derive(Debug, Args)]
@@ -32,9 +33,16 @@ pub struct ReplayArgs {
     /// directory, removed afterwards). Must not hold a store already.
     #[arg(long)]
     pub into: Option<PathBuf>,
-    /// Stop before this journal offset (in every selected partition).
+    /// Start at this moment: a journal offset (in every selected partition)
+    /// or an RFC 3339 timestamp. The store then holds only what happened
+    /// since (workflows accepted earlier are not in it).
     #[arg(long)]
-    pub until: Option<u64>,
+    pub from: Option<AsOf>,
+    /// Stop before this moment: a journal offset (in every selected
+    /// partition) or an RFC 3339 timestamp (facts stamped at or before it
+    /// are folded).
+    #[arg(long)]
+    pub until: Option<AsOf>,
     /// Compare with the engine's store at the journal offset it reflects;
     /// exit 1 on the first difference.
     #[arg(long)]
@@ -44,10 +52,57 @@ pub struct ReplayArgs {
     pub json: bool,
 }
 
+/// One partition's outcome.
+struct Done {
+    replay: PartitionReplay,
+    digest: String,
+    difference: Option<Difference>,
+}
+
+/// Runs `f` for every partition on up to `threads` OS threads (partitions
+/// are independent: their own journal partition, their own store tree), in
+/// partition order in the result.
+fn per_partition<T: Send>(
+    partitions: &[u32],
+    threads: usize,
+    f: impl Fn(u32) -> anyhow::Result<T> + Sync,
+) -> anyhow::Result<Vec<T>> {
+    let next = AtomicUsize::new(0);
+    let mut slots: Vec<Option<anyhow::Result<T>>> = partitions.iter().map(|_| None).collect();
+    let results = tokio::task::block_in_place(|| {
+        std::thread::scope(|s| {
+            let workers: Vec<_> = (0..threads.clamp(1, partitions.len().max(1)))
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut out = Vec::new();
+                        while let Some(&p) = partitions.get(next.fetch_add(1, Ordering::Relaxed)) {
+                            out.push((p, f(p)));
+                        }
+                        out
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap_or_default())
+                .collect::<Vec<_>>()
+        })
+    });
+    for (p, r) in results {
+        if let Some(i) = partitions.iter().position(|&x| x == p) {
+            slots[i] = Some(r);
+        }
+    }
+    slots
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(anyhow::anyhow!("a replay thread panicked"))))
+        .collect()
+}
+
 pub async fn run(global: &GlobalArgs, args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    if args.verify && args.until.is_some() {
+    if args.verify && (args.until.is_some() || args.from.is_some()) {
         anyhow::bail!(super::UsageError(
-            "--verify replays to the live store's checkpoint; it cannot be combined with --until"
+            "--verify replays the whole journal up to the live store's checkpoint; it cannot be combined with --from or --until"
                 .into()
         ));
     }
@@ -75,63 +130,87 @@ pub async fn run(global: &GlobalArgs, args: ReplayArgs) -> anyhow::Result<ExitCo
         )));
     }
     let codec = Codec::builtin()?;
+    let mut spans = Vec::with_capacity(partitions.len());
     let mut total = 0;
-    for &p in &partitions {
-        total += log.high_watermark(&journal, p).await?;
-    }
-    let progress = Arc::new(AtomicU64::new(0));
-    let reporter = spawn_progress(progress.clone(), total);
-    let started = Instant::now();
-    let mut done: Vec<(PartitionReplay, String, Option<Difference>)> = Vec::new();
     for &p in &partitions {
         let until = if args.verify {
             let live = ProjectionStore::open(&global.data_dir, p)?;
             Some(live.checkpoint()?.map_or(0, |c| c.journal_next))
         } else {
-            args.until
+            match args.until {
+                Some(a) => Some(a.offset_in(log.as_ref(), &journal, p).await?),
+                None => None,
+            }
         };
+        let from = match args.from {
+            Some(AsOf::Offset(o)) => Some(o),
+            Some(AsOf::Time(t)) => {
+                let ms = t.as_micros().div_euclid(1000);
+                Some(offset_for_time(log.as_ref(), &journal, p, ms).await?)
+            }
+            None => None,
+        };
+        let hwm = log.high_watermark(&journal, p).await?;
+        let start = log.log_start(&journal, p).await?;
+        total += until
+            .unwrap_or(hwm)
+            .min(hwm)
+            .saturating_sub(from.unwrap_or(start).max(start));
+        spans.push(Span { from, until });
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let progress = Arc::new(AtomicU64::new(0));
+    let reporter = spawn_progress(progress.clone(), total);
+    let started = Instant::now();
+    let handle = tokio::runtime::Handle::current();
+    let replays = per_partition(&partitions, threads, |p| {
+        let i = partitions.iter().position(|&x| x == p).unwrap_or(0);
         let store = ProjectionStore::open(&into, p)?;
         let source = JournalSource {
             log: log.as_ref(),
             codec: &codec,
             topic: &journal,
         };
-        let r = replay_partition(
-            &source,
-            p,
-            until,
-            &store,
-            EngineConfig::default(),
-            &progress,
-        )
-        .await?;
-        let digest = store.digest()?;
-        let diff = if args.verify {
-            let live = ProjectionStore::open(&global.data_dir, p)?;
-            first_difference(&live, &store)?
+        let config = EngineConfig::default();
+        Ok(handle.block_on(replay_partition(
+            &source, p, spans[i], &store, config, &progress,
+        ))?)
+    })?;
+    let elapsed = started.elapsed().as_secs_f64();
+    reporter.abort();
+    let checked = Instant::now();
+    let done = per_partition(&partitions, threads, |p| {
+        let i = partitions.iter().position(|&x| x == p).unwrap_or(0);
+        let store = ProjectionStore::open(&into, p)?;
+        let difference = if args.verify {
+            first_difference(&ProjectionStore::open(&global.data_dir, p)?, &store)?
         } else {
             None
         };
-        done.push((r, digest, diff));
-    }
-    reporter.abort();
-    let elapsed = started.elapsed().as_secs_f64();
-    let events: u64 = done.iter().map(|(r, _, _)| r.events).sum();
-    let digest = combined_digest(done.iter().map(|(_, d, _)| d.as_str()));
-    let verified = args.verify && done.iter().all(|(_, _, d)| d.is_none());
+        Ok(Done {
+            replay: replays[i].clone(),
+            digest: store.digest()?,
+            difference,
+        })
+    })?;
+    let digest_s = checked.elapsed().as_secs_f64();
+    let events: u64 = done.iter().map(|d| d.replay.events).sum();
+    let digest = combined_digest(done.iter().map(|d| d.digest.as_str()));
+    let verified = args.verify && done.iter().all(|d| d.difference.is_none());
     if args.json {
         let parts: Vec<_> = done
             .iter()
-            .map(|(r, d, diff)| {
-                json!({"partition": r.partition, "events": r.events,
-                       "journal_next": r.journal_next, "digest": d,
-                       "difference": diff.as_ref().map(|x| x.to_string())})
+            .map(|d| {
+                json!({"partition": d.replay.partition, "events": d.replay.events,
+                       "journal_next": d.replay.journal_next, "digest": d.digest,
+                       "difference": d.difference.as_ref().map(|x| x.to_string())})
             })
             .collect();
         println!(
             "{}",
             json!({"events": events, "elapsed_s": elapsed,
                    "events_per_s": events as f64 / elapsed.max(1e-9),
+                   "threads": threads.min(partitions.len()), "digest_s": digest_s,
                    "digest": digest, "verified": args.verify.then_some(verified),
                    "partitions": parts})
         );
@@ -145,14 +224,14 @@ pub async fn run(global: &GlobalArgs, args: ReplayArgs) -> anyhow::Result<ExitCo
                 into.display().to_string()
             }
         );
-        for (r, d, diff) in &done {
+        for d in &done {
             println!(
                 "partition {}: {} events, journal offset {}, digest {}{}",
-                r.partition,
-                r.events,
-                r.journal_next,
-                &d[..16],
-                match (args.verify, diff) {
+                d.replay.partition,
+                d.replay.events,
+                d.replay.journal_next,
+                &d.digest[..16],
+                match (args.verify, &d.difference) {
                     (false, _) => String::new(),
                     (true, None) => ", identical to the live store".into(),
                     (true, Some(x)) => format!("\n  DIFFERS from the live store: {x}"),

@@ -11,7 +11,7 @@ use crate::codec::Codec;
 use crate::domain::engine::{EngineConfig, PartitionState};
 use crate::domain::events::Envelope;
 use crate::log::{EventLog, StoredRecord};
-use crate::store::{evict_finished, Checkpoint, JournalIndex, ProjectionStore};
+use crate::store::{Checkpoint, JournalIndex, ProjectionStore};
 
 /// Header on journal records naming the ingress offset that caused them.
 pub const INGRESS_OFFSET_HEADER: &str = "baton-ingress-offset";
@@ -52,13 +52,21 @@ pub struct JournalSource<'a> {
     pub topic: &'a str,
 }
 
-/// Folds journal partition `p` from its start up to `until` (exclusive;
-/// the end of the journal when `None`) into `store`, adding each folded
-/// event to `progress`.
+/// Which part of a partition's journal to fold: `from` (inclusive; the log
+/// start when `None`) to `until` (exclusive; the end when `None`). A fold
+/// that does not start at the log start holds only what happened since.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Span {
+    pub from: Option<u64>,
+    pub until: Option<u64>,
+}
+
+/// Folds the `span` of journal partition `p` into `store`, adding each
+/// folded event to `progress`.
 pub async fn replay_partition(
     source: &JournalSource<'_>,
     p: u32,
-    until: Option<u64>,
+    span: Span,
     store: &ProjectionStore,
     config: EngineConfig,
     progress: &AtomicU64,
@@ -68,12 +76,17 @@ pub async fn replay_partition(
         codec,
         topic: journal,
     } = *source;
-    let mut state = PartitionState::new(config);
+    // Replay decides nothing, so it needs no dedup window.
+    let mut state = PartitionState::new(EngineConfig {
+        dedup_window: 0,
+        ..config
+    });
     let mut index = JournalIndex::default();
     state.producer = format!("baton-engine/{p}");
     let hwm = log.high_watermark(journal, p).await?;
-    let end = until.map_or(hwm, |u| u.min(hwm));
-    let mut next = log.log_start(journal, p).await?;
+    let end = span.until.map_or(hwm, |u| u.min(hwm));
+    let start = log.log_start(journal, p).await?;
+    let mut next = span.from.map_or(start, |f| f.max(start));
     let mut cp = Checkpoint {
         journal_next: next,
         ..Checkpoint::default()
@@ -118,9 +131,7 @@ fn flush(
         facts_folded: state.facts_folded,
         ..cp.clone()
     };
-    let prepared = store.prepare(state, index, &cp);
-    let finished = prepared.finished.clone();
+    let prepared = store.prepare_evicting(state, index, &cp);
     store.writer().write(prepared)?;
-    evict_finished(state, index, &finished);
     Ok(())
 }

@@ -458,6 +458,40 @@ impl ProjectionStore {
         }
     }
 
+    /// Like [`prepare`](Self::prepare), but moves terminal workflows out of
+    /// `state` instead of cloning them (and forgets their index lists):
+    /// for a fold nobody queries meanwhile (replay), where keeping them
+    /// until the write is durable buys nothing.
+    pub fn prepare_evicting(
+        &self,
+        state: &mut PartitionState,
+        index: &mut JournalIndex,
+        checkpoint: &Checkpoint,
+    ) -> PreparedFlush {
+        let dirty_wf = std::mem::take(&mut state.dirty_workflows);
+        let mut workflows = Vec::with_capacity(dirty_wf.len());
+        let mut finished = Vec::new();
+        for id in dirty_wf {
+            let Some(wf) = state.workflows.get(&id) else {
+                continue;
+            };
+            if wf.is_terminal() {
+                if let Some(wf) = state.workflows.remove(&id) {
+                    workflows.push((wf, index.offsets(&id).to_vec()));
+                    index.forget(&id);
+                    finished.push(id);
+                }
+            } else {
+                workflows.push((wf.clone(), index.offsets(&id).to_vec()));
+            }
+        }
+        let mut prepared = self.prepare(state, index, checkpoint);
+        prepared.entries += workflows.len();
+        prepared.workflows.extend(workflows);
+        prepared.finished = finished;
+        prepared
+    }
+
     /// A handle that writes prepared batches (cheap to clone, `Send`).
     pub fn writer(&self) -> StoreWriter {
         StoreWriter {

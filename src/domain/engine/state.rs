@@ -274,6 +274,11 @@ impl PartitionState {
     }
 
     pub(crate) fn remember(&mut self, id: EventId) {
+        // A window of 0 (replay, history) keeps nothing: not even a
+        // transient insert.
+        if self.config.dedup_window == 0 {
+            return;
+        }
         if self.dedup.insert(id) {
             self.dedup_order.push_back(id);
             while self.dedup_order.len() > self.config.dedup_window {
