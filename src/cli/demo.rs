@@ -46,6 +46,22 @@ pub struct DemoArgs {
     /// queueing behind it: a deeper window only adds waiting.
     #[arg(long, default_value_t = 3_000)]
     pub max_in_flight: u64,
+    /// Probability that a started step attempt hangs and never reports (the
+    /// engine times it out; see --step-timeout-ms).
+    #[arg(long, default_value_t = 0.0)]
+    pub stall_rate: f64,
+    /// Step timeout the generated workflows ask for, in ms.
+    #[arg(long, default_value_t = 30_000)]
+    pub step_timeout_ms: i64,
+    /// This many agents crash (go silent) --lose-after-ms into the run: the
+    /// engine declares them lost and requeues their steps.
+    #[arg(long, default_value_t = 0)]
+    pub lose_agents: usize,
+    #[arg(long, default_value_t = 1_000)]
+    pub lose_after_ms: u64,
+    /// Heartbeat interval of the simulated agents, in ms.
+    #[arg(long, default_value_t = 1_000)]
+    pub heartbeat_ms: u64,
     /// Agent capacity (concurrent steps each).
     #[arg(long, default_value_t = 64)]
     pub capacity: u32,
@@ -57,11 +73,18 @@ pub struct DemoArgs {
 }
 
 pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<ExitCode> {
-    if !(0.0..=1.0).contains(&args.failure_rate) {
-        return Err(super::UsageError(format!(
-            "--failure-rate {} must be between 0 and 1",
-            args.failure_rate
-        ))
+    for (flag, v) in [
+        ("--failure-rate", args.failure_rate),
+        ("--stall-rate", args.stall_rate),
+    ] {
+        if !(0.0..=1.0).contains(&v) {
+            return Err(super::UsageError(format!("{flag} {v} must be between 0 and 1")).into());
+        }
+    }
+    if args.step_timeout_ms < 1 || args.heartbeat_ms < 1 {
+        return Err(super::UsageError(
+            "--step-timeout-ms and --heartbeat-ms must be positive".into(),
+        )
         .into());
     }
     let log = backend::open(global, Access::Write)?;
@@ -92,12 +115,14 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<ExitCode
             weight: 1 + (i % 3) as u32,
             latency,
             failure_rate: args.failure_rate,
+            stall_rate: args.stall_rate,
+            silent_after: (i < args.lose_agents).then(|| Duration::from_millis(args.lose_after_ms)),
         })
         .collect();
     let seed = chrono::Utc::now().timestamp_millis() as u64;
     let fleet_cfg = FleetConfig {
         agents,
-        heartbeat_interval: Duration::from_millis(1000),
+        heartbeat_interval: Duration::from_millis(args.heartbeat_ms),
         seed,
     };
     // With a rate, submit in 5 ms slices so latency measures the engine, not
@@ -108,6 +133,7 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<ExitCode
         rate: args.rate,
         seed,
         batch,
+        step_timeout_ms: Some(args.step_timeout_ms),
         ..GeneratorConfig::for_fleet(&fleet_cfg)
     };
     let fleet = tokio::spawn(run_fleet(
@@ -190,7 +216,8 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<ExitCode
         "elapsed_s": elapsed,
         "workflows_per_s": terminal as f64 / elapsed.max(1e-9),
         "decision_latency_ms": {"p50": stats.latency_ms(0.5), "p99": stats.latency_ms(0.99)},
-        "fleet": {"started": fleet_stats.started, "succeeded": fleet_stats.succeeded, "failed": fleet_stats.failed, "declined": fleet_stats.declined},
+        "fleet": {"started": fleet_stats.started, "succeeded": fleet_stats.succeeded, "failed": fleet_stats.failed, "declined": fleet_stats.declined, "stalled": fleet_stats.stalled, "silenced": fleet_stats.silenced},
+        "engine": {"timeouts": EngineStats::get(&stats.timeouts), "agents_lost": EngineStats::get(&stats.agents_lost), "retries": EngineStats::get(&stats.retries)},
     });
     if args.json {
         println!("{summary}");

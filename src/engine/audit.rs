@@ -313,13 +313,26 @@ fn causation(facts: &[JournalFact], inputs: &BTreeMap<u64, Envelope>) -> Vec<Cau
                     summary: if input_at.is_some() {
                         "an input (not loaded)".into()
                     } else {
-                        "a timer fired".into()
+                        timer_summary(children.get(&id).and_then(|k| k.first()))
                     },
                     caused: expand(id, &children, 1),
                 }
             }
         })
         .collect()
+}
+
+/// What a timer was, judged by the first fact it caused.
+fn timer_summary(first: Option<&&JournalFact>) -> String {
+    use Payload as P;
+    let what = match first.map(|f| &f.event.payload) {
+        Some(P::StepTimedOut(_)) => "step timeout",
+        Some(P::WorkflowTimedOut(_)) => "workflow deadline",
+        Some(P::AgentLost(_) | P::AgentHealthChanged(_)) => "heartbeat deadline",
+        Some(P::StepReady(_) | P::StepAssigned(_)) => "retry due",
+        _ => "timer",
+    };
+    format!("{what} fired")
 }
 
 fn steps(facts: &[JournalFact]) -> Vec<StepStory> {

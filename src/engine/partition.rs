@@ -449,6 +449,9 @@ impl<'a> Loop<'a> {
                     EngineStats::add(&s.workflows_other_terminal, 1)
                 }
                 Payload::StepAssigned(_) => EngineStats::add(&s.assignments, 1),
+                Payload::StepTimedOut(_) => EngineStats::add(&s.timeouts, 1),
+                Payload::RetryScheduled(_) => EngineStats::add(&s.retries, 1),
+                Payload::AgentLost(_) => EngineStats::add(&s.agents_lost, 1),
                 _ => {}
             }
         }

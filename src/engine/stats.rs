@@ -19,6 +19,10 @@ pub struct EngineStats {
     pub workflows_failed: AtomicU64,
     pub workflows_other_terminal: AtomicU64,
     pub assignments: AtomicU64,
+    /// Step attempts that timed out.
+    pub timeouts: AtomicU64,
+    pub retries: AtomicU64,
+    pub agents_lost: AtomicU64,
     latency_us: Mutex<Histogram<u64>>,
 }
 
@@ -35,6 +39,9 @@ impl Default for EngineStats {
             workflows_failed: AtomicU64::new(0),
             workflows_other_terminal: AtomicU64::new(0),
             assignments: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            agents_lost: AtomicU64::new(0),
             // 1 µs .. 1 h, 3 significant digits: bounded memory whatever the input.
             latency_us: Mutex::new(
                 Histogram::new_with_bounds(1, 3_600_000_000, 3)

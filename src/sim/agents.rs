@@ -8,7 +8,10 @@
 //! - Every accepted assignment yields exactly one StepStarted and then exactly
 //!   one StepSucceeded or StepFailed — unless a StepCancelled for that attempt
 //!   arrives first, which stops it silently. Zero-latency steps complete in
-//!   the same batch as their StepStarted (no timer, no task).
+//!   the same batch as their StepStarted (no timer, no task). The two
+//!   deliberate exceptions simulate faults: a stalled attempt (`stall_rate`)
+//!   never reports, and a silenced agent (`silent_after`) stops reporting,
+//!   heartbeating and accepting work altogether.
 //! - A redelivered assignment (same event id, or an attempt the agent is
 //!   already running) is ignored, so republication never doubles reports.
 //! - Sampling uses one generator per agent seeded from (seed, agent index):
@@ -41,6 +44,8 @@ struct StepKey {
 
 struct Agent {
     cfg: SimAgentConfig,
+    /// Crashed (see `SimAgentConfig::silent_after`): says and does nothing.
+    silent: bool,
     in_flight: u32,
     rng: fastrand::Rng,
 }
@@ -89,6 +94,7 @@ impl Agents {
             .enumerate()
             .map(|(i, cfg)| Agent {
                 cfg: cfg.clone(),
+                silent: false,
                 in_flight: 0,
                 rng: fastrand::Rng::with_seed(mix_seed(seed, i as u64)),
             })
@@ -126,14 +132,27 @@ impl Agents {
         self.running.len()
     }
 
-    /// Pushes one lifecycle event per agent to every ingress partition.
+    /// Silences the agents whose `silent_after` has passed, `elapsed` after
+    /// the fleet started.
+    pub(crate) fn silence_due(&mut self, elapsed: Duration) {
+        for a in &mut self.agents {
+            if !a.silent && a.cfg.silent_after.is_some_and(|d| elapsed >= d) {
+                a.silent = true;
+                self.stats.silenced += 1;
+                tracing::info!(agent = %a.cfg.id, "simulated agent goes silent");
+            }
+        }
+    }
+
+    /// Pushes one lifecycle event per agent (not silenced) to every ingress
+    /// partition.
     pub(crate) fn lifecycle(
         &self,
         out: &mut Outbox,
         at: Timestamp,
         payload: impl Fn(&SimAgentConfig, u32) -> Payload,
     ) -> Result<(), SimError> {
-        for a in &self.agents {
+        for a in self.agents.iter().filter(|a| !a.silent) {
             for partition in 0..out.partitions() {
                 let event = out.envelope(&a.cfg.id, &a.cfg.id, at, payload(&a.cfg, a.in_flight));
                 out.push(partition, &a.cfg.id, &event)?;
@@ -207,7 +226,7 @@ impl Agents {
             step_id: a.step_id,
             attempt: a.attempt,
         };
-        if self.by_step.contains_key(&key) {
+        if self.by_step.contains_key(&key) || self.agents[agent].silent {
             return Ok(());
         }
         self.stats.assignments += 1;
@@ -231,6 +250,12 @@ impl Agents {
             agent_id: a.agent_id,
         };
         report(out, &key.workflow_id, &ag.cfg.id, at, started)?;
+        // Sampled only when configured, so other settings keep their
+        // outcome sequence for a seed.
+        if ag.cfg.stall_rate > 0.0 && ag.rng.f64() < ag.cfg.stall_rate {
+            self.stats.stalled += 1;
+            return Ok(());
+        }
         let latency = ag.cfg.latency.sample(&mut ag.rng);
         let fail = ag.rng.f64() < ag.cfg.failure_rate;
         if latency.is_zero() {
@@ -274,6 +299,9 @@ impl Agents {
             };
             self.by_step.remove(&r.key);
             self.agents[r.agent].in_flight -= 1;
+            if self.agents[r.agent].silent {
+                continue;
+            }
             self.finish(r.agent, r.key, r.fail, at, out)?;
             done += 1;
         }

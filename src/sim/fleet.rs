@@ -64,6 +64,13 @@ pub struct SimAgentConfig {
     pub latency: LatencyDist,
     /// Probability in `[0, 1]` that an attempt fails (retryable).
     pub failure_rate: f64,
+    /// Probability in `[0, 1]` that an attempt, once started, never reports
+    /// (a hung step: the engine's step timeout must catch it).
+    pub stall_rate: f64,
+    /// The agent crashes this long after the fleet starts: from then on it
+    /// sends no heartbeat and no report and ignores assignments (the engine
+    /// must declare it lost and requeue its steps).
+    pub silent_after: Option<Duration>,
 }
 
 impl SimAgentConfig {
@@ -78,6 +85,8 @@ impl SimAgentConfig {
             weight: 1,
             latency: LatencyDist::Zero,
             failure_rate: 0.0,
+            stall_rate: 0.0,
+            silent_after: None,
         }
     }
 }
@@ -157,6 +166,10 @@ pub struct FleetStats {
     pub declined: u64,
     /// Running steps stopped by a StepCancelled.
     pub cancelled: u64,
+    /// Attempts started and then never reported (`stall_rate`).
+    pub stalled: u64,
+    /// Agents that went silent (`silent_after`).
+    pub silenced: u64,
 }
 
 fn clamp_i32(v: u32) -> i32 {
@@ -221,7 +234,8 @@ pub async fn run_fleet(
         "simulated fleet registered"
     );
 
-    let mut next_heartbeat = Instant::now() + interval;
+    let started = Instant::now();
+    let mut next_heartbeat = started + interval;
     while !stopped(&stop) {
         let mut busy = false;
         for (p, next) in positions.iter_mut().enumerate() {
@@ -251,6 +265,7 @@ pub async fn run_fleet(
         }
         let instant = Instant::now();
         let at = now();
+        agents.silence_due(instant - started);
         agents.complete_due(instant, at, &mut out)?;
         if instant >= next_heartbeat {
             agents.lifecycle(&mut out, at, heartbeat)?;

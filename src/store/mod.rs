@@ -6,7 +6,11 @@
 //! crash the store is exactly the fold of `journal[..checkpoint.journal_next]`
 //! and the engine refolds only the tail.
 //!
-//! Layout: one sled database in `<data-dir>/store`, one tree per partition.
+//! Layout: one sled database per partition, `<data-dir>/store/p-<n>`: a
+//! partition's projections open, move and rebuild on their own (what a
+//! consumer-group reassignment needs), opening one does not read the
+//! others' page tables (what `audit` and `inspect` need), and parallel
+//! replays do not share one sled log.
 //! Keys: `w/<workflow id>`, `a/<agent id>`, `p/<pool>`, `c/…` (the
 //! correlation index, see [`index`]), `m/checkpoint`, `m/format`. Values:
 //! bincode of the domain types; a workflow's value is followed by its
@@ -27,7 +31,7 @@ use crate::domain::events::Usage;
 pub use index::JournalIndex;
 
 /// Bump when a stored type changes shape.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// What the stored state reflects.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,9 +157,7 @@ impl StoreWriter {
     }
 }
 
-/// One partition's projections: a tree in the data directory's sled
-/// database (one database per process and directory, so all partitions
-/// share one page cache and one set of IO buffers).
+/// One partition's projections: its own sled database.
 pub struct ProjectionStore {
     db: sled::Db,
     tree: sled::Tree,
@@ -174,7 +176,7 @@ fn shared_db(path: &Path) -> Result<sled::Db, StoreError> {
     }
     let db = sled::Config::new()
         .path(path)
-        .cache_capacity(16 << 20)
+        .cache_capacity(8 << 20)
         .mode(sled::Mode::LowSpace)
         .open()
         .map_err(|source| StoreError::Sled {
@@ -195,10 +197,10 @@ fn key(prefix: &str, id: &str) -> Vec<u8> {
 impl ProjectionStore {
     /// Opens partition `partition`'s projections under `data_dir/store`.
     pub fn open(data_dir: &Path, partition: u32) -> Result<Self, StoreError> {
-        let path = data_dir.join("store");
+        let path = data_dir.join("store").join(format!("p-{partition}"));
         let db = shared_db(&path)?;
         let tree = db
-            .open_tree(format!("p-{partition}"))
+            .open_tree("projections")
             .map_err(|source| StoreError::Sled {
                 path: path.display().to_string(),
                 source,
