@@ -384,6 +384,8 @@ async fn fleet_answers_assignments_and_stops_when_signalled() {
             failed: 1,
             declined: 1,
             cancelled: 1,
+            stalled: 0,
+            silenced: 0,
         }
     );
 }

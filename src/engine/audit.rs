@@ -313,7 +313,7 @@ fn causation(facts: &[JournalFact], inputs: &BTreeMap<u64, Envelope>) -> Vec<Cau
                     summary: if input_at.is_some() {
                         "an input (not loaded)".into()
                     } else {
-                        timer_summary(children.get(&id).and_then(|k| k.first()))
+                        timer_summary(children.get(&id).and_then(|k| k.first()), facts)
                     },
                     caused: expand(id, &children, 1),
                 }
@@ -322,17 +322,33 @@ fn causation(facts: &[JournalFact], inputs: &BTreeMap<u64, Envelope>) -> Vec<Cau
         .collect()
 }
 
-/// What a timer was, judged by the first fact it caused.
-fn timer_summary(first: Option<&&JournalFact>) -> String {
+/// What a timer was, judged by the first fact it caused (and, for a
+/// reassignment, whether that attempt had been assigned before: then its
+/// agent was lost and the step requeued).
+fn timer_summary(first: Option<&&JournalFact>, facts: &[JournalFact]) -> String {
     use Payload as P;
-    let what = match first.map(|f| &f.event.payload) {
-        Some(P::StepTimedOut(_)) => "step timeout",
-        Some(P::WorkflowTimedOut(_)) => "workflow deadline",
-        Some(P::AgentLost(_) | P::AgentHealthChanged(_)) => "heartbeat deadline",
-        Some(P::StepReady(_) | P::StepAssigned(_)) => "retry due",
-        _ => "timer",
+    let Some(first) = first else {
+        return "timer fired".into();
     };
-    format!("{what} fired")
+    let reassigned = |step: &str, attempt: i32| {
+        facts.iter().any(|f| {
+            f.offset < first.offset
+                && matches!(&f.event.payload, P::StepAssigned(a) if a.step_id == step && a.attempt == attempt)
+        })
+    };
+    match &first.event.payload {
+        P::StepTimedOut(_) => "step timeout fired".into(),
+        P::WorkflowTimedOut(_) => "workflow deadline fired".into(),
+        P::AgentLost(_) | P::AgentHealthChanged(_) => "heartbeat deadline fired".into(),
+        P::StepAssigned(a) if reassigned(&a.step_id, a.attempt) => {
+            "heartbeat deadline fired: the agent was lost, its step requeued".into()
+        }
+        P::StepReady(r) if reassigned(&r.step_id, r.attempt) => {
+            "heartbeat deadline fired: the agent was lost, its step requeued".into()
+        }
+        P::StepReady(_) | P::StepAssigned(_) => "retry due fired".into(),
+        _ => "timer fired".into(),
+    }
 }
 
 fn steps(facts: &[JournalFact]) -> Vec<StepStory> {

@@ -458,4 +458,45 @@ mod tests {
         assert_eq!(a, b);
         assert!(a.1.failed > 50 && a.1.succeeded > 50, "{:?}", a.1);
     }
+
+    #[test]
+    fn stalled_attempts_start_and_never_report_and_silent_agents_say_nothing() {
+        let mut cfg = SimAgentConfig::new("a");
+        cfg.capacity = 1000;
+        cfg.latency = LatencyDist::Fixed(10);
+        cfg.stall_rate = 0.5;
+        cfg.silent_after = Some(Duration::from_millis(100));
+        let mut agents = Agents::new(&[cfg], 3);
+        let mut out = Outbox::new("in".into(), 3, Codec::builtin().expect("codec"));
+        let t0 = Instant::now();
+        for i in 0..200 {
+            let e = assigned("a", &format!("wf-{i}"));
+            agents.on_event(e, t0, Timestamp(0), &mut out).expect("ok");
+        }
+        agents
+            .complete_due(t0 + Duration::from_millis(10), Timestamp(0), &mut out)
+            .expect("ok");
+        let k = kinds(&mut out);
+        let started = k.iter().filter(|k| **k == "StepStarted").count();
+        let done = k.iter().filter(|k| **k == "StepSucceeded").count();
+        let stalled = agents.stats.stalled as usize;
+        assert_eq!(started, 200);
+        assert!((60..140).contains(&stalled), "about half stall: {stalled}");
+        assert_eq!(done + stalled, 200, "a stalled attempt never reports");
+
+        // Silenced: no heartbeat, no report, assignments ignored.
+        agents.silence_due(Duration::from_millis(100));
+        assert_eq!(agents.stats.silenced, 1);
+        let e = assigned("a", "wf-late");
+        agents.on_event(e, t0, Timestamp(0), &mut out).expect("ok");
+        agents
+            .lifecycle(&mut out, Timestamp(0), |a, _| {
+                Payload::DeregisterAgent(DeregisterAgent {
+                    agent_id: a.id.clone(),
+                    reason: None,
+                })
+            })
+            .expect("ok");
+        assert!(kinds(&mut out).is_empty(), "a silent agent says nothing");
+    }
 }
