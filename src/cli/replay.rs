@@ -135,7 +135,13 @@ pub async fn run(global: &GlobalArgs, args: ReplayArgs) -> anyhow::Result<ExitCo
     for &p in &partitions {
         let until = if args.verify {
             let live = ProjectionStore::open(&global.data_dir, p)?;
-            Some(live.checkpoint()?.map_or(0, |c| c.journal_next))
+            let Some(cp) = live.checkpoint()? else {
+                anyhow::bail!(
+                    "--verify: partition {p} has no engine store in {} to compare with (has the engine run here?)",
+                    global.data_dir.display()
+                );
+            };
+            Some(cp.journal_next)
         } else {
             match args.until {
                 Some(a) => Some(a.offset_in(log.as_ref(), &journal, p).await?),

@@ -94,11 +94,12 @@ pub struct Attempt {
     pub assigned_at: Option<Timestamp>,
     pub started_at: Option<Timestamp>,
     pub finished_at: Option<Timestamp>,
-    /// Ready → assigned (absent when assigned at once).
+    /// Ready → assigned (0 when assigned the moment it was ready).
     pub wait_ms: Option<f64>,
     /// Assigned → finished.
     pub run_ms: Option<f64>,
-    /// `succeeded`, `failed`, `timed_out`, `declined`, `cancelled`, or
+    /// `succeeded`, `failed`, `timed_out`, `declined`, `cancelled`,
+    /// `requeued` (assigned again elsewhere: its agent was lost), or
     /// `running`.
     pub outcome: &'static str,
     pub reason: Option<String>,
@@ -354,7 +355,9 @@ fn timer_summary(first: Option<&&JournalFact>, facts: &[JournalFact]) -> String 
 fn steps(facts: &[JournalFact]) -> Vec<StepStory> {
     use Payload as P;
     let mut order: Vec<String> = Vec::new();
-    let mut by_step: HashMap<String, BTreeMap<i32, Attempt>> = HashMap::new();
+    // Attempts in the order they began; one attempt number assigned twice
+    // (its agent was lost, or declined it) is two entries.
+    let mut by_step: HashMap<String, Vec<Attempt>> = HashMap::new();
     for f in facts {
         let Some((step, attempt)) = f.event.payload.step_attempt() else {
             continue;
@@ -365,16 +368,32 @@ fn steps(facts: &[JournalFact]) -> Vec<StepStory> {
         if !by_step.contains_key(step) {
             order.push(step.to_string());
         }
-        let a = by_step
-            .entry(step.to_string())
-            .or_default()
-            .entry(attempt)
-            .or_insert_with(|| Attempt {
-                attempt,
-                outcome: "running",
-                ..Attempt::default()
-            });
+        let list = by_step.entry(step.to_string()).or_default();
         let at = f.event.occurred_at;
+        let last = list.iter().rposition(|a| a.attempt == attempt);
+        let reassigned = matches!(f.event.payload, P::StepAssigned(_))
+            && last.is_some_and(|i| list[i].assigned_at.is_some());
+        let i = match last {
+            Some(i) if !reassigned => i,
+            _ => {
+                if let Some(prev) = last.map(|i| &mut list[i]) {
+                    if prev.outcome == "running" {
+                        prev.outcome = "requeued";
+                        prev.reason = Some("assigned again: its agent was lost".into());
+                        prev.finished_at = Some(at);
+                        prev.run_ms = prev.assigned_at.map(|s| ms(s, at));
+                    }
+                }
+                list.push(Attempt {
+                    attempt,
+                    outcome: "running",
+                    ready_at: reassigned.then_some(at),
+                    ..Attempt::default()
+                });
+                list.len() - 1
+            }
+        };
+        let a = &mut list[i];
         let finish = |a: &mut Attempt, outcome, reason: Option<String>| {
             a.finished_at = Some(at);
             a.outcome = outcome;
@@ -384,9 +403,11 @@ fn steps(facts: &[JournalFact]) -> Vec<StepStory> {
         match &f.event.payload {
             P::StepReady(_) => a.ready_at = Some(at),
             P::StepAssigned(e) => {
+                // No StepReady before it: readied and assigned at once.
+                let ready = *a.ready_at.get_or_insert(at);
                 a.agent = Some(e.agent_id.clone());
                 a.assigned_at = Some(at);
-                a.wait_ms = a.ready_at.map(|r| ms(r, at));
+                a.wait_ms = Some(ms(ready, at));
             }
             P::StepStarted(_) => a.started_at = Some(at),
             P::StepSucceeded(_) => finish(a, "succeeded", None),
@@ -405,11 +426,7 @@ fn steps(facts: &[JournalFact]) -> Vec<StepStory> {
     order
         .into_iter()
         .map(|step| {
-            let attempts = by_step
-                .remove(&step)
-                .unwrap_or_default()
-                .into_values()
-                .collect();
+            let attempts = by_step.remove(&step).unwrap_or_default();
             StepStory { step, attempts }
         })
         .collect()
