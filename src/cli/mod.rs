@@ -108,9 +108,28 @@ pub enum Command {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+/// How a command uses memory, for the binary's allocator settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// Long-running or interactive: return freed memory promptly.
+    Service,
+    /// A batch fold of a whole journal (`replay`): allocates and frees in
+    /// waves, so keeping freed pages around saves page faults.
+    BatchFold,
+}
+
 /// Parses arguments, runs the command, and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
+    main_with(|_| {})
+}
+
+/// Like [`main`], first telling `tune` what kind of work the command is.
+pub fn main_with(tune: impl FnOnce(Workload)) -> ExitCode {
     let cli = Cli::parse();
+    tune(match cli.command {
+        Command::Replay(_) => Workload::BatchFold,
+        _ => Workload::Service,
+    });
     init_tracing(&cli.global.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
