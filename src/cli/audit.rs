@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 
-use super::backend::{self, Access};
+use super::backend::Journal;
 use super::{GlobalArgs, UsageError};
 use crate::codec::Codec;
 use crate::engine::audit::{self, Audit};
@@ -38,15 +38,9 @@ pub struct AuditArgs {
 }
 
 pub async fn run(global: &GlobalArgs, args: AuditArgs) -> anyhow::Result<ExitCode> {
-    let log = backend::open(global, Access::Read)?;
-    let codec = Codec::builtin()?;
-    let journal = global.topics().journal();
-    let source = JournalSource {
-        log: log.as_ref(),
-        codec: &codec,
-        topic: &journal,
-    };
-    let partitions = log.partition_count(&journal).await?;
+    let journal = Journal::open(global)?;
+    let (log, codec, source) = (&journal.log, &journal.codec, journal.source());
+    let partitions = log.partition_count(&journal.topic).await?;
     let story = match (&args.correlation_id, &args.agent) {
         (Some(id), _) => {
             let p = partition_for_key(id.as_bytes(), partitions);
@@ -57,7 +51,7 @@ pub async fn run(global: &GlobalArgs, args: AuditArgs) -> anyhow::Result<ExitCod
                 return Ok(ExitCode::from(1));
             }
             let inputs =
-                inputs_of(log.as_ref(), &codec, &global.topics().ingress(), p, &facts).await?;
+                inputs_of(log.as_ref(), codec, &global.topics().ingress(), p, &facts).await?;
             audit::build(id, p, &facts, &inputs)
         }
         (None, Some(agent)) => agent_story(&source, partitions, agent).await?,

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use super::{GlobalArgs, UsageError};
+use crate::codec::Codec;
+use crate::engine::replay::JournalSource;
 use crate::log::embedded::{EmbeddedConfig, EmbeddedLog};
 use crate::log::{EventLog, LogError, TopicSpec};
 
@@ -16,6 +18,32 @@ pub enum Access {
     Write,
     /// Reads only; can run beside a writer (e.g. `tail --follow`).
     Read,
+}
+
+/// The log opened for reading the journal, with the codec to decode it
+/// (what `replay`, `audit` and `inspect --as-of` share).
+pub struct Journal {
+    pub log: Arc<dyn EventLog>,
+    pub codec: Codec,
+    pub topic: String,
+}
+
+impl Journal {
+    pub fn open(global: &GlobalArgs) -> anyhow::Result<Journal> {
+        Ok(Journal {
+            log: open(global, Access::Read)?,
+            codec: Codec::builtin()?,
+            topic: global.topics().journal(),
+        })
+    }
+
+    pub fn source(&self) -> JournalSource<'_> {
+        JournalSource {
+            log: self.log.as_ref(),
+            codec: &self.codec,
+            topic: &self.topic,
+        }
+    }
 }
 
 /// Opens the selected backend.

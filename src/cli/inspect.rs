@@ -10,12 +10,10 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::backend::{self, Access};
+use super::backend::Journal;
 use super::GlobalArgs;
-use crate::codec::Codec;
 use crate::domain::engine::{AgentView, WorkflowState};
 use crate::engine::history::{agents_as_of, correlation_facts, workflow_as_of, AsOf};
-use crate::engine::replay::JournalSource;
 use crate::log::partition_for_key;
 use crate::store::ProjectionStore;
 
@@ -58,15 +56,9 @@ fn ms(
 }
 
 pub async fn run(global: &GlobalArgs, args: InspectArgs) -> anyhow::Result<ExitCode> {
-    let log = backend::open(global, Access::Read)?;
+    let journal = Journal::open(global)?;
+    let (log, source) = (&journal.log, journal.source());
     let partitions = log.partition_count(&global.topics().ingress()).await?;
-    let codec = Codec::builtin()?;
-    let journal = global.topics().journal();
-    let source = JournalSource {
-        log: log.as_ref(),
-        codec: &codec,
-        topic: &journal,
-    };
     match args.what {
         InspectWhat::Workflow { id, as_of } => {
             let p = partition_for_key(id.as_bytes(), partitions);
@@ -99,7 +91,7 @@ pub async fn run(global: &GlobalArgs, args: InspectArgs) -> anyhow::Result<ExitC
                 let views = match as_of {
                     None => ProjectionStore::open(&global.data_dir, p)?.agents()?,
                     Some(a) => {
-                        let until = a.offset_in(log.as_ref(), &journal, p).await?;
+                        let until = a.offset_in(log.as_ref(), &journal.topic, p).await?;
                         agents_as_of(&source, p, until).await?
                     }
                 };

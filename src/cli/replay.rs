@@ -16,12 +16,11 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use serde_json::json;
 
-use super::backend::{self, Access};
+use super::backend::Journal;
 use super::GlobalArgs;
-use crate::codec::Codec;
 use crate::domain::engine::EngineConfig;
 use crate::engine::history::{offset_for_time, AsOf};
-use crate::engine::replay::{replay_partition, JournalSource, PartitionReplay, Span};
+use crate::engine::replay::{replay_partition, PartitionReplay, Span};
 use crate::store::ProjectionStore;
 
 #[derive(Debug, Args)]
@@ -106,11 +105,11 @@ pub async fn run(global: &GlobalArgs, args: ReplayArgs) -> anyhow::Result<ExitCo
                 .into()
         ));
     }
-    let log = backend::open(global, Access::Read)?;
-    let journal = global.topics().journal();
+    let reader = Journal::open(global)?;
+    let (log, journal) = (&reader.log, &reader.topic);
     let partitions: Vec<u32> = match args.partition {
         Some(p) => vec![p],
-        None => (0..log.partition_count(&journal).await?).collect(),
+        None => (0..log.partition_count(journal).await?).collect(),
     };
     let (into, temporary) = match &args.into {
         Some(dir) => (dir.clone(), false),
@@ -129,7 +128,6 @@ pub async fn run(global: &GlobalArgs, args: ReplayArgs) -> anyhow::Result<ExitCo
             into.display()
         )));
     }
-    let codec = Codec::builtin()?;
     let mut spans = Vec::with_capacity(partitions.len());
     let mut total = 0;
     for &p in &partitions {
@@ -144,7 +142,7 @@ pub async fn run(global: &GlobalArgs, args: ReplayArgs) -> anyhow::Result<ExitCo
             Some(cp.journal_next)
         } else {
             match args.until {
-                Some(a) => Some(a.offset_in(log.as_ref(), &journal, p).await?),
+                Some(a) => Some(a.offset_in(log.as_ref(), journal, p).await?),
                 None => None,
             }
         };
@@ -152,12 +150,12 @@ pub async fn run(global: &GlobalArgs, args: ReplayArgs) -> anyhow::Result<ExitCo
             Some(AsOf::Offset(o)) => Some(o),
             Some(AsOf::Time(t)) => {
                 let ms = t.as_micros().div_euclid(1000);
-                Some(offset_for_time(log.as_ref(), &journal, p, ms).await?)
+                Some(offset_for_time(log.as_ref(), journal, p, ms).await?)
             }
             None => None,
         };
-        let hwm = log.high_watermark(&journal, p).await?;
-        let start = log.log_start(&journal, p).await?;
+        let hwm = log.high_watermark(journal, p).await?;
+        let start = log.log_start(journal, p).await?;
         total += until
             .unwrap_or(hwm)
             .min(hwm)
@@ -172,11 +170,7 @@ pub async fn run(global: &GlobalArgs, args: ReplayArgs) -> anyhow::Result<ExitCo
     let replays = per_partition(&partitions, threads, |p| {
         let i = partitions.iter().position(|&x| x == p).unwrap_or(0);
         let store = ProjectionStore::open(&into, p)?;
-        let source = JournalSource {
-            log: log.as_ref(),
-            codec: &codec,
-            topic: &journal,
-        };
+        let source = reader.source();
         let config = EngineConfig::default();
         Ok(handle.block_on(replay_partition(
             &source, p, spans[i], &store, config, &progress,

@@ -20,7 +20,7 @@ use super::{Engine, EngineError, EngineStats};
 use crate::domain::engine::PartitionState;
 use crate::domain::events::*;
 use crate::log::{partition_for_key, Header, ProducerRecord, StoredRecord, TopicPartition};
-use crate::store::{Checkpoint, JournalIndex, ProjectionStore};
+use crate::store::{Checkpoint, Finished, JournalIndex, ProjectionStore};
 
 use super::replay::{ingress_offset, INGRESS_OFFSET_HEADER};
 /// Journal bytes per append (the embedded log accepts up to 16 MiB).
@@ -478,7 +478,12 @@ impl<'a> Loop<'a> {
             ingress_next: self.ingress_next,
             facts_folded: self.state.facts_folded,
         };
-        let prepared = self.store.prepare(&mut self.state, &mut self.index, &cp);
+        let prepared = self.store.prepare(
+            &mut self.state,
+            &mut self.index,
+            &cp,
+            Finished::KeepUntilWritten,
+        );
         self.pending_evict = prepared.finished.clone();
         // The group offset is committed with each checkpoint, not per batch,
         // and by the writer: the journal's ingress-offset headers are the

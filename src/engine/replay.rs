@@ -11,7 +11,7 @@ use crate::codec::Codec;
 use crate::domain::engine::{EngineConfig, PartitionState};
 use crate::domain::events::Envelope;
 use crate::log::{EventLog, StoredRecord};
-use crate::store::{Checkpoint, JournalIndex, ProjectionStore};
+use crate::store::{Checkpoint, Finished, JournalIndex, ProjectionStore};
 
 /// Header on journal records naming the ingress offset that caused them.
 pub const INGRESS_OFFSET_HEADER: &str = "baton-ingress-offset";
@@ -131,7 +131,7 @@ fn flush(
         facts_folded: state.facts_folded,
         ..cp.clone()
     };
-    let prepared = store.prepare_evicting(state, index, &cp);
+    let prepared = store.prepare(state, index, &cp, Finished::MoveOut);
     store.writer().write(prepared)?;
     Ok(())
 }

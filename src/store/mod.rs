@@ -106,6 +106,16 @@ impl PreparedFlush {
     }
 }
 
+/// What [`ProjectionStore::prepare`] does with terminal workflows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finished {
+    /// Clone them; they stay in memory until the write is durable (the
+    /// engine: a duplicate submission must still find them meanwhile).
+    KeepUntilWritten,
+    /// Move them out of memory now (replay).
+    MoveOut,
+}
+
 /// Drops finished workflows from memory once their final state is stored
 /// (they are read back from the store when needed).
 pub fn evict_finished(state: &mut PartitionState, index: &mut JournalIndex, ids: &[String]) {
@@ -419,22 +429,39 @@ impl ProjectionStore {
     /// Snapshots the dirty entries and the checkpoint (the part that needs
     /// the state). Write it with [`StoreWriter::write`], possibly on another
     /// thread (until it is written, a crash simply resumes from the previous
-    /// checkpoint); once written, drop its finished workflows from memory
-    /// with [`evict_finished`].
+    /// checkpoint). With [`Finished::KeepUntilWritten`] terminal workflows are
+    /// cloned and stay in memory; once written, drop them with
+    /// [`evict_finished`]. With [`Finished::MoveOut`] they leave `state` (and
+    /// the index) now: for a fold nobody queries meanwhile (replay).
     pub fn prepare(
         &self,
         state: &mut PartitionState,
         index: &mut JournalIndex,
         checkpoint: &Checkpoint,
+        terminal: Finished,
     ) -> PreparedFlush {
         let dirty_wf = std::mem::take(&mut state.dirty_workflows);
-        let workflows: Vec<(WorkflowState, Vec<u64>)> = dirty_wf
-            .iter()
-            .filter_map(|id| {
-                let wf = state.workflows.get(id)?;
-                Some((wf.clone(), index.offsets(id).to_vec()))
-            })
-            .collect();
+        let mut workflows = Vec::with_capacity(dirty_wf.len());
+        let mut finished = Vec::new();
+        for id in dirty_wf {
+            let Some(wf) = state.workflows.get(&id) else {
+                continue;
+            };
+            let offsets = index.offsets(&id).to_vec();
+            let done = wf.is_terminal();
+            match (done, terminal) {
+                (true, Finished::MoveOut) => {
+                    if let Some(wf) = state.workflows.remove(&id) {
+                        index.forget(&id);
+                        workflows.push((wf, offsets));
+                    }
+                }
+                _ => workflows.push((wf.clone(), offsets)),
+            }
+            if done {
+                finished.push(id);
+            }
+        }
         let agents: Vec<AgentView> = std::mem::take(&mut state.dirty_agents)
             .iter()
             .filter_map(|id| state.agents.get(id).cloned())
@@ -443,11 +470,6 @@ impl ProjectionStore {
             .pool_usage
             .iter()
             .map(|(p, u)| (p.clone(), u.clone()))
-            .collect();
-        let finished = workflows
-            .iter()
-            .filter(|(w, _)| w.is_terminal())
-            .map(|(w, _)| w.id.clone())
             .collect();
         PreparedFlush {
             entries: workflows.len() + agents.len(),
@@ -458,40 +480,6 @@ impl ProjectionStore {
             checkpoint: checkpoint.clone(),
             finished,
         }
-    }
-
-    /// Like [`prepare`](Self::prepare), but moves terminal workflows out of
-    /// `state` instead of cloning them (and forgets their index lists):
-    /// for a fold nobody queries meanwhile (replay), where keeping them
-    /// until the write is durable buys nothing.
-    pub fn prepare_evicting(
-        &self,
-        state: &mut PartitionState,
-        index: &mut JournalIndex,
-        checkpoint: &Checkpoint,
-    ) -> PreparedFlush {
-        let dirty_wf = std::mem::take(&mut state.dirty_workflows);
-        let mut workflows = Vec::with_capacity(dirty_wf.len());
-        let mut finished = Vec::new();
-        for id in dirty_wf {
-            let Some(wf) = state.workflows.get(&id) else {
-                continue;
-            };
-            if wf.is_terminal() {
-                if let Some(wf) = state.workflows.remove(&id) {
-                    workflows.push((wf, index.offsets(&id).to_vec()));
-                    index.forget(&id);
-                    finished.push(id);
-                }
-            } else {
-                workflows.push((wf.clone(), index.offsets(&id).to_vec()));
-            }
-        }
-        let mut prepared = self.prepare(state, index, checkpoint);
-        prepared.entries += workflows.len();
-        prepared.workflows.extend(workflows);
-        prepared.finished = finished;
-        prepared
     }
 
     /// A handle that writes prepared batches (cheap to clone, `Send`).
