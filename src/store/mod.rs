@@ -11,7 +11,8 @@
 //! consumer-group reassignment needs), opening one does not read the
 //! others' page tables (what `audit` and `inspect` need), and parallel
 //! replays do not share one sled log.
-//! Keys: `w/<workflow id>`, `a/<agent id>`, `p/<pool>`, `c/…` (the
+//! Keys: `w/<workflow id>`, `a/<agent id>`, `p/<pool>`, `b/stats` (the
+//! bottleneck projection, see `domain::bottleneck`), `c/…` (the
 //! correlation index, see [`index`]), `m/checkpoint`, `m/format`. Values:
 //! bincode of the domain types; a workflow's value is followed by its
 //! journal offsets. The format version is
@@ -26,12 +27,16 @@ use std::sync::{Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::bottleneck::Stats;
 use crate::domain::engine::{AgentView, PartitionState, WorkflowState};
 use crate::domain::events::Usage;
 pub use index::JournalIndex;
 
 /// Bump when a stored type changes shape.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
+
+/// Key of the bottleneck projection of the partition.
+const BOTTLENECKS_KEY: &[u8] = b"b/stats";
 
 /// What the stored state reflects.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +78,8 @@ pub struct PreparedFlush {
     loose: Vec<(String, u64)>,
     agents: Vec<AgentView>,
     pools: Vec<(String, Usage)>,
+    /// The bottleneck projection (one value, rewritten at every flush).
+    bottlenecks: Option<Stats>,
     checkpoint: Checkpoint,
     /// Workflows and agents in it.
     pub entries: usize,
@@ -96,6 +103,12 @@ impl PreparedFlush {
             batch.insert(
                 key("p/", pool),
                 bincode::serialize(usage).unwrap_or_default(),
+            );
+        }
+        if let Some(stats) = &self.bottlenecks {
+            batch.insert(
+                BOTTLENECKS_KEY.to_vec(),
+                bincode::serialize(stats).unwrap_or_default(),
             );
         }
         batch.insert(
@@ -309,12 +322,28 @@ impl ProjectionStore {
             };
         } else if key.starts_with(b"c/") {
             return "correlation index entry".into();
+        } else if key == BOTTLENECKS_KEY {
+            bincode::deserialize::<Stats>(value).map(|s| {
+                format!(
+                    "bottleneck projection: {} pools, {} capabilities, {} agents, {} step kinds, active {:?}",
+                    s.pools.len(),
+                    s.capabilities.len(),
+                    s.agents.len(),
+                    s.kinds.len(),
+                    s.active.keys().collect::<Vec<_>>()
+                )
+            })
         } else if key.starts_with(b"a/") {
             bincode::deserialize::<AgentView>(value).map(|v| format!("{v:?}"))
         } else {
             bincode::deserialize::<Usage>(value).map(|v| format!("{v:?}"))
         };
         text.unwrap_or_else(|e| format!("<undecodable: {e}>"))
+    }
+
+    /// The partition's bottleneck projection, if one was stored.
+    pub fn bottlenecks(&self) -> Result<Option<Stats>, StoreError> {
+        self.get(BOTTLENECKS_KEY)
     }
 
     pub fn checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
@@ -418,6 +447,16 @@ impl ProjectionStore {
             let usage: Usage = bincode::deserialize(&v).unwrap_or_default();
             state.pool_usage.insert(pool, usage);
         }
+        if let Some(stats) = self.bottlenecks()? {
+            let cfg = &state.config.bottleneck;
+            if stats.short_ms() == cfg.short_window_ms && stats.long_ms() == cfg.long_window_ms {
+                state.bottlenecks = stats;
+            } else {
+                // Other windows: the figures restart, the findings stay.
+                state.bottlenecks.active = stats.active;
+                state.bottlenecks.recent = stats.recent;
+            }
+        }
         state.rebuild_derived();
         let cp = self.checkpoint()?;
         if let Some(c) = &cp {
@@ -471,7 +510,13 @@ impl ProjectionStore {
             .iter()
             .map(|(p, u)| (p.clone(), u.clone()))
             .collect();
+        let bottlenecks = state
+            .config
+            .bottleneck
+            .enabled
+            .then(|| state.bottlenecks.clone());
         PreparedFlush {
+            bottlenecks,
             entries: workflows.len() + agents.len(),
             workflows,
             loose: index.take_loose(),

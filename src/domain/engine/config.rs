@@ -1,6 +1,7 @@
 //! Engine settings that shape decisions (so they are part of determinism:
 //! replay must use the same values).
 
+use crate::domain::bottleneck::BottleneckConfig;
 use crate::domain::scheduler::SchedulerConfig;
 use crate::domain::workflow::Limits;
 
@@ -19,6 +20,7 @@ pub struct EngineConfig {
     /// Input event ids remembered for duplicate detection.
     pub dedup_window: usize,
     pub scheduler: SchedulerConfig,
+    pub bottleneck: BottleneckConfig,
 }
 
 impl Default for EngineConfig {
@@ -35,6 +37,7 @@ impl Default for EngineConfig {
                 default_strategy: crate::domain::events::Strategy::LeastConnections,
                 pool_strategies: Default::default(),
             },
+            bottleneck: BottleneckConfig::default(),
         }
     }
 }

@@ -221,6 +221,9 @@ impl PartitionState {
             self.schedule(&mut ctx);
             out.extend(ctx.finish());
         }
+        if self.evaluation_due(now) {
+            out.extend(self.evaluate(now));
+        }
         out
     }
 

@@ -28,6 +28,7 @@ impl PartitionState {
             self.remember(c);
         }
         self.facts_folded += 1;
+        self.observe(e);
         let now = e.occurred_at;
         use Payload as P;
         match &e.payload {
@@ -297,6 +298,7 @@ impl PartitionState {
         self.next_ready_seq += 1;
         self.scheduler.enqueue(ready);
         self.mark_dirty(workflow_id);
+        self.observe_arrival(workflow_id, i, now);
     }
 
     /// Ends a held attempt: clears its timeout timer. Returns the step index and pool.

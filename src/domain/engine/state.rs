@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::EngineConfig;
 use super::timers::TimerKey;
+use crate::domain::bottleneck::{Hysteresis, Stats};
 use crate::domain::events::{
     AgentHealth, EventId, JsonText, Timestamp, Usage, WorkflowDefinition, WorkflowStatus,
 };
@@ -236,13 +237,16 @@ pub struct PartitionState {
     /// The DAG `decide` just built for a submission, handed to `evolve` of
     /// its WorkflowAccepted (transient: never set outside one decision).
     pub(crate) validated: Option<(String, Arc<Dag>)>,
+    /// The bottleneck projection (folded from facts, persisted).
+    pub bottlenecks: Stats,
+    /// Soft state of bottleneck evaluation (see `bottleneck::Hysteresis`).
+    pub(crate) hysteresis: Hysteresis,
 }
 
 impl PartitionState {
     pub fn new(config: EngineConfig) -> Self {
         let scheduler = Scheduler::new(config.scheduler.clone());
         PartitionState {
-            config,
             producer: "baton-engine/0".into(),
             workflows: Default::default(),
             agents: BTreeMap::new(),
@@ -259,6 +263,12 @@ impl PartitionState {
             dirty_agents: BTreeSet::new(),
             facts_folded: 0,
             validated: None,
+            bottlenecks: Stats::new(
+                config.bottleneck.short_window_ms,
+                config.bottleneck.long_window_ms,
+            ),
+            hysteresis: Hysteresis::default(),
+            config,
         }
     }
 
@@ -328,7 +338,12 @@ impl PartitionState {
     }
 
     /// The earliest pending timer, if any.
+    /// (A due bottleneck evaluation counts as a timer.)
     pub fn next_timer(&self) -> Option<Timestamp> {
-        self.timers.iter().next().map(|(t, _)| *t)
+        let timer = self.timers.iter().next().map(|(t, _)| *t);
+        match (timer, self.next_evaluation()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }

@@ -1,0 +1,240 @@
+//! The bottleneck projection: rolling figures per subject and the active
+//! findings, folded from journal facts by the partition's `evolve`.
+//!
+//! Invariants: one [`SubjectStats`] per (subject type, name) ever seen, each
+//! of fixed size; an observation updates the short window, the long window
+//! and the all-time totals of every subject it concerns (its pool, each
+//! required capability, its step kind and, once assigned, its agent);
+//! `active` holds exactly the findings detected and not yet resolved.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use super::window::{Bucket, Rolling};
+use crate::domain::events::{BottleneckDetected, BottleneckResolved, Timestamp, Usage};
+
+/// Resolved findings kept for reports.
+const RECENT: usize = 64;
+/// Buckets per window: figures move in quarter-window steps (short) and
+/// 1/15 steps (long, one bucket per default minute).
+const SHORT_SLOTS: usize = 4;
+const LONG_SLOTS: usize = 15;
+
+/// Windows and totals of one subject.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SubjectStats {
+    pub short: Rolling,
+    pub long: Rolling,
+    /// Everything ever observed (estimates from history).
+    pub total: Bucket,
+}
+
+impl SubjectStats {
+    fn new(short_ms: i64, long_ms: i64) -> Self {
+        SubjectStats {
+            short: Rolling::new(short_ms, SHORT_SLOTS),
+            long: Rolling::new(long_ms, LONG_SLOTS),
+            total: Bucket::default(),
+        }
+    }
+
+    fn apply(&mut self, at: Timestamp, f: impl Fn(&mut Bucket)) {
+        if let Some(b) = self.short.at(at) {
+            f(b);
+        }
+        if let Some(b) = self.long.at(at) {
+            f(b);
+        }
+        f(&mut self.total);
+    }
+}
+
+/// What a step observation is about.
+#[derive(Clone, Copy, Debug)]
+pub struct StepFacts<'a> {
+    pub pool: &'a str,
+    pub capabilities: &'a [String],
+    pub kind: &'a str,
+}
+
+/// How an attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+    TimedOut,
+}
+
+/// The projection of one partition.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Stats {
+    short_ms: i64,
+    long_ms: i64,
+    pub pools: BTreeMap<String, SubjectStats>,
+    pub capabilities: BTreeMap<String, SubjectStats>,
+    pub agents: BTreeMap<String, SubjectStats>,
+    pub kinds: BTreeMap<String, SubjectStats>,
+    pub active: BTreeMap<String, BottleneckDetected>,
+    pub recent: VecDeque<BottleneckResolved>,
+    /// Earliest and latest event time observed (rates over a window that
+    /// started before the first observation use the observed span).
+    pub first_at: Option<Timestamp>,
+    pub last_at: Timestamp,
+}
+
+fn subject<'m>(
+    map: &'m mut BTreeMap<String, SubjectStats>,
+    name: &str,
+    short_ms: i64,
+    long_ms: i64,
+) -> &'m mut SubjectStats {
+    // Look up before inserting: the name is only cloned the first time.
+    if !map.contains_key(name) {
+        map.insert(name.to_string(), SubjectStats::new(short_ms, long_ms));
+    }
+    map.get_mut(name)
+        .unwrap_or_else(|| unreachable!("inserted above"))
+}
+
+impl Stats {
+    pub fn new(short_ms: i64, long_ms: i64) -> Self {
+        Stats {
+            short_ms,
+            long_ms,
+            pools: BTreeMap::new(),
+            capabilities: BTreeMap::new(),
+            agents: BTreeMap::new(),
+            kinds: BTreeMap::new(),
+            active: BTreeMap::new(),
+            recent: VecDeque::new(),
+            first_at: None,
+            last_at: Timestamp::default(),
+        }
+    }
+
+    pub fn short_ms(&self) -> i64 {
+        self.short_ms
+    }
+
+    pub fn long_ms(&self) -> i64 {
+        self.long_ms
+    }
+
+    fn each(
+        &mut self,
+        at: Timestamp,
+        s: StepFacts<'_>,
+        agent: Option<&str>,
+        f: impl Fn(&mut Bucket) + Copy,
+    ) {
+        let (short, long) = (self.short_ms, self.long_ms);
+        self.last_at = self.last_at.max(at);
+        if self.first_at.is_none() {
+            self.first_at = Some(at);
+        }
+        subject(&mut self.pools, s.pool, short, long).apply(at, f);
+        for c in s.capabilities {
+            subject(&mut self.capabilities, c, short, long).apply(at, f);
+        }
+        subject(&mut self.kinds, s.kind, short, long).apply(at, f);
+        if let Some(a) = agent {
+            subject(&mut self.agents, a, short, long).apply(at, f);
+        }
+    }
+
+    /// A step attempt became ready.
+    pub fn arrival(&mut self, at: Timestamp, s: StepFacts<'_>) {
+        self.each(at, s, None, |b| b.arrivals += 1);
+    }
+
+    /// A ready step was given to `agent` after waiting `wait_ms`.
+    pub fn assigned(&mut self, at: Timestamp, s: StepFacts<'_>, agent: &str, wait_ms: u64) {
+        self.each(at, s, Some(agent), |b| {
+            b.assigned += 1;
+            b.wait.record(wait_ms);
+        });
+    }
+
+    /// An attempt ended after running `run_ms`.
+    pub fn ended(
+        &mut self,
+        at: Timestamp,
+        s: StepFacts<'_>,
+        agent: Option<&str>,
+        run_ms: u64,
+        outcome: Outcome,
+        usage: Option<&Usage>,
+    ) {
+        self.each(at, s, agent, |b| {
+            b.done += 1;
+            b.run.record(run_ms);
+            match outcome {
+                Outcome::Succeeded => {}
+                Outcome::Failed => b.failed += 1,
+                Outcome::TimedOut => b.timed_out += 1,
+            }
+            if let Some(u) = usage {
+                b.usage.add(u);
+            }
+        });
+    }
+
+    pub fn detected(&mut self, d: &BottleneckDetected) {
+        self.active.insert(d.key.clone(), d.clone());
+    }
+
+    pub fn resolved(&mut self, r: &BottleneckResolved) {
+        self.active.remove(&r.key);
+        self.recent.push_back(r.clone());
+        while self.recent.len() > RECENT {
+            self.recent.pop_front();
+        }
+    }
+
+    /// Adds another partition's projection (reports over all partitions).
+    /// Window figures are merged per slot, so call [`Rolling::figures`] on
+    /// the result as on any projection.
+    pub fn merge(&mut self, other: &Stats) {
+        for (mine, theirs) in [
+            (&mut self.pools, &other.pools),
+            (&mut self.capabilities, &other.capabilities),
+            (&mut self.agents, &other.agents),
+            (&mut self.kinds, &other.kinds),
+        ] {
+            for (name, s) in theirs {
+                match mine.get_mut(name) {
+                    Some(m) => {
+                        m.short.merge(&s.short);
+                        m.long.merge(&s.long);
+                        m.total.merge(&s.total);
+                    }
+                    None => {
+                        mine.insert(name.clone(), s.clone());
+                    }
+                }
+            }
+        }
+        for (k, d) in &other.active {
+            let keep = self.active.get(k).is_some_and(|m| m.severity >= d.severity);
+            if !keep {
+                self.active.insert(k.clone(), d.clone());
+            }
+        }
+        self.recent.extend(other.recent.iter().cloned());
+        self.last_at = self.last_at.max(other.last_at);
+        self.first_at = match (self.first_at, other.first_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+
+    /// Seconds of a `window_ms` window ending at `now` that saw observations.
+    pub fn span_s(&self, window_ms: i64, now: Timestamp) -> f64 {
+        let window = window_ms as f64 / 1000.0;
+        match self.first_at {
+            Some(f) => ((now.0 - f.0) as f64 / 1e6).clamp(0.001, window),
+            None => window,
+        }
+    }
+}
