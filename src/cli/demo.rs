@@ -15,6 +15,7 @@ use serde_json::json;
 
 use super::backend::{self, Access};
 use super::run::{engine, spawn_partitions, EngineArgs};
+use super::scenario::{produced, Scenario};
 use super::GlobalArgs;
 use crate::engine::{Engine, EngineStats};
 use crate::sim::fleet::{run_fleet, FleetConfig, LatencyDist, SimAgentConfig};
@@ -65,6 +66,10 @@ pub struct DemoArgs {
     /// Agent capacity (concurrent steps each).
     #[arg(long, default_value_t = 64)]
     pub capacity: u32,
+    /// Drive the fleet into one bottleneck for three detection windows,
+    /// then remove the cause for four; the summary lists the findings.
+    #[arg(long, value_enum)]
+    pub scenario: Option<Scenario>,
     #[command(flatten)]
     pub engine: EngineArgs,
     /// Print the summary as one JSON object.
@@ -89,53 +94,67 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<ExitCode
     }
     let log = backend::open(global, Access::Write)?;
     backend::ensure_topics(log.as_ref(), global, None).await?;
-    let engine = engine(global, log.clone(), &args.engine)?;
+    let window_ms = args
+        .engine
+        .bottleneck_window
+        .unwrap_or(if args.scenario.is_some() {
+            5_000
+        } else {
+            60_000
+        });
+    let plan = args
+        .scenario
+        .map(|s| s.plan(Duration::from_millis(window_ms as u64)));
+    let mut config = args.engine.config();
+    config.bottleneck = config.bottleneck.with_window(window_ms);
+    if let Some(p) = &plan {
+        config.scheduler.default_strategy = p.strategy;
+        // Short windows hold fewer samples; judge from 10.
+        config.bottleneck.min_samples = 10;
+    }
+    let engine = engine(global, log.clone(), &args.engine, config)?;
+    let start_ts = crate::domain::events::Timestamp::from_datetime(chrono::Utc::now());
     let journal_before = journal_total(&engine).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let started = Instant::now();
     let partitions = spawn_partitions(&engine, &stop_rx).await?;
 
-    let latency = if args.latency_ms <= 0.0 {
-        LatencyDist::Zero
-    } else {
-        LatencyDist::Exponential {
-            mean_ms: args.latency_ms,
-        }
+    let agents = match &plan {
+        Some(p) => p.agents.clone(),
+        None => default_fleet(&args),
     };
-    let agents = (0..args.agents.max(1))
-        .map(|i| SimAgentConfig {
-            id: format!("agent-{i:03}"),
-            pool: "default".into(),
-            capabilities: if i % 2 == 0 {
-                vec!["llm".into(), "code-review".into(), "git".into()]
-            } else {
-                vec!["llm".into(), "git".into()]
-            },
-            capacity: args.capacity.max(1),
-            weight: 1 + (i % 3) as u32,
-            latency,
-            failure_rate: args.failure_rate,
-            stall_rate: args.stall_rate,
-            silent_after: (i < args.lose_agents).then(|| Duration::from_millis(args.lose_after_ms)),
-        })
-        .collect();
     let seed = chrono::Utc::now().timestamp_millis() as u64;
     let fleet_cfg = FleetConfig {
         agents,
         heartbeat_interval: Duration::from_millis(args.heartbeat_ms),
         seed,
     };
+    let (workflows, rate) = match &plan {
+        Some(p) => (
+            (p.rate * (p.cause + p.relief).as_secs_f64()).ceil() as u64,
+            Some(p.rate),
+        ),
+        None => (args.workflows, args.rate),
+    };
     // With a rate, submit in 5 ms slices so latency measures the engine, not
     // bursts queued behind a large generator batch.
-    let batch = args.rate.map_or(4096, |r| ((r / 200.0) as usize).max(1));
-    let gen_cfg = GeneratorConfig {
-        workflows: args.workflows,
-        rate: args.rate,
+    let batch = rate.map_or(4096, |r| ((r / 200.0) as usize).max(1));
+    let mut gen_cfg = GeneratorConfig {
+        workflows,
+        rate,
         seed,
         batch,
         step_timeout_ms: Some(args.step_timeout_ms),
         ..GeneratorConfig::for_fleet(&fleet_cfg)
     };
+    if let Some(p) = &plan {
+        gen_cfg.capabilities = p.capabilities.clone();
+    }
+    // A scenario lasts through its relief phase, so the resolution is seen.
+    let min_end = started
+        + plan
+            .as_ref()
+            .map_or(Duration::ZERO, |p| p.cause + p.relief + p.cause / 6);
     let fleet = tokio::spawn(run_fleet(
         log.clone(),
         engine.codec.clone(),
@@ -152,7 +171,6 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<ExitCode
         args.max_in_flight.max(1),
         stop_rx.clone(),
     ));
-
     let stats = engine.stats.clone();
     let deadline = started + Duration::from_secs_f64(args.duration.max(1.0));
     let tty = std::io::stderr().is_terminal() && !args.json;
@@ -169,7 +187,7 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<ExitCode
             }
         }
         let terminal = stats.workflows_terminal();
-        let done = submitted.is_some_and(|s| terminal >= s);
+        let done = submitted.is_some_and(|s| terminal >= s) && Instant::now() >= min_end;
         if last_print.elapsed() >= Duration::from_secs(1) || done {
             let events = EngineStats::get(&stats.journal_events);
             let rate = (events - last_events) as f64 / last_print.elapsed().as_secs_f64();
@@ -205,6 +223,31 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<ExitCode
     let failed =
         EngineStats::get(&stats.workflows_failed) + EngineStats::get(&stats.workflows_rejected);
     let terminal = stats.workflows_terminal();
+    let scenario = match (&plan, args.scenario) {
+        (Some(p), Some(s)) => {
+            let states = super::report::load_states(global).await?;
+            let cause_end =
+                crate::domain::events::Timestamp(start_ts.0 + p.cause.as_micros() as i64);
+            let found = produced(&states, start_ts, cause_end);
+            let (kind, subject) = p.expect;
+            let kind = crate::domain::bottleneck::kind_name(kind);
+            let expected = found
+                .iter()
+                .find(|f| f.kind == kind && f.subject == subject);
+            let window_s = window_ms as f64 / 1000.0;
+            json!({
+                "name": s.name(),
+                "window_s": window_s,
+                "cause_s": p.cause.as_secs_f64(),
+                "relief_s": p.relief.as_secs_f64(),
+                "expected": {"kind": kind, "subject": subject},
+                "expected_detected_within_two_windows": expected.is_some_and(|f| f.detected_after_s <= 2.0 * window_s),
+                "expected_resolved": expected.is_some_and(|f| f.resolved_after_cause_s.is_some()),
+                "findings": found,
+            })
+        }
+        _ => serde_json::Value::Null,
+    };
     let summary = json!({
         "workflows_submitted": submitted,
         "workflows_succeeded": succeeded,
@@ -218,6 +261,7 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<ExitCode
         "decision_latency_ms": {"p50": stats.latency_ms(0.5), "p99": stats.latency_ms(0.99)},
         "fleet": {"started": fleet_stats.started, "succeeded": fleet_stats.succeeded, "failed": fleet_stats.failed, "declined": fleet_stats.declined, "stalled": fleet_stats.stalled, "silenced": fleet_stats.silenced},
         "engine": {"timeouts": EngineStats::get(&stats.timeouts), "agents_lost": EngineStats::get(&stats.agents_lost), "retries": EngineStats::get(&stats.retries)},
+        "scenario": scenario,
     });
     if args.json {
         println!("{summary}");
@@ -242,7 +286,31 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<ExitCode
             fleet_stats.declined,
             EngineStats::get(&stats.dead_letters)
         );
-        println!("  inspect one: baton inspect workflow <id>   the fleet: baton inspect agents");
+        if let Some(found) = scenario.get("findings").and_then(|f| f.as_array()) {
+            println!(
+                "  scenario {}: {} findings (window {} s, cause {} s, relief {} s)",
+                scenario["name"].as_str().unwrap_or(""),
+                found.len(),
+                scenario["window_s"],
+                scenario["cause_s"],
+                scenario["relief_s"]
+            );
+            for f in found {
+                println!(
+                    "    {} `{}`: peak severity {}, detected after {} s in {} partitions, {}",
+                    f["kind"].as_str().unwrap_or(""),
+                    f["subject"].as_str().unwrap_or(""),
+                    f["peak_severity"],
+                    f["detected_after_s"],
+                    f["partitions"],
+                    match f["resolved_after_cause_s"].as_f64() {
+                        Some(r) => format!("resolved {r} s after the cause ended"),
+                        None => "still active".to_string(),
+                    }
+                );
+            }
+        }
+        println!("  inspect one: baton inspect workflow <id>   the fleet: baton inspect agents   bottlenecks: baton inspect bottlenecks   report: baton report");
     }
     Ok(if submitted > terminal {
         ExitCode::from(1)
@@ -308,4 +376,33 @@ async fn journal_total(engine: &Arc<Engine>) -> anyhow::Result<u64> {
         total += engine.log.high_watermark(&journal, p).await?;
     }
     Ok(total)
+}
+
+fn default_fleet(args: &DemoArgs) -> Vec<SimAgentConfig> {
+    let latency = if args.latency_ms <= 0.0 {
+        LatencyDist::Zero
+    } else {
+        LatencyDist::Exponential {
+            mean_ms: args.latency_ms,
+        }
+    };
+    (0..args.agents.max(1))
+        .map(|i| SimAgentConfig {
+            id: format!("agent-{i:03}"),
+            pool: "default".into(),
+            capabilities: if i % 2 == 0 {
+                vec!["llm".into(), "code-review".into(), "git".into()]
+            } else {
+                vec!["llm".into(), "git".into()]
+            },
+            capacity: args.capacity.max(1),
+            weight: 1 + (i % 3) as u32,
+            latency,
+            failure_rate: args.failure_rate,
+            stall_rate: args.stall_rate,
+            silent_after: (i < args.lose_agents).then(|| Duration::from_millis(args.lose_after_ms)),
+            fault: None,
+            joins_after: None,
+        })
+        .collect()
 }

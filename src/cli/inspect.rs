@@ -43,6 +43,9 @@ pub enum InspectWhat {
         #[arg(long)]
         as_of: Option<AsOf>,
     },
+    /// Active bottleneck findings, most severe first, with their evidence
+    /// and recommendation (merged over partitions).
+    Bottlenecks,
 }
 
 fn ms(
@@ -56,6 +59,16 @@ fn ms(
 }
 
 pub async fn run(global: &GlobalArgs, args: InspectArgs) -> anyhow::Result<ExitCode> {
+    if let InspectWhat::Bottlenecks = args.what {
+        let states = super::report::load_states(global).await?;
+        let report = crate::engine::report::build(&states, crate::engine::report::Span::Short);
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report.findings)?);
+        } else {
+            print!("{}", super::report::render_findings(&report));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let journal = Journal::open(global)?;
     let (log, source) = (&journal.log, journal.source());
     let partitions = log.partition_count(&global.topics().ingress()).await?;
@@ -141,6 +154,7 @@ pub async fn run(global: &GlobalArgs, args: InspectArgs) -> anyhow::Result<ExitC
                 }
             }
         }
+        InspectWhat::Bottlenecks => unreachable!("answered above"),
     }
     Ok(ExitCode::SUCCESS)
 }

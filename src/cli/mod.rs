@@ -12,7 +12,10 @@ mod demo;
 mod inspect;
 mod produce;
 mod replay;
+mod report;
+mod report_html;
 mod run;
+mod scenario;
 mod schemas;
 mod submit;
 mod tail;
@@ -101,6 +104,11 @@ pub enum Command {
     /// The full story of a workflow (or an agent): every event in order,
     /// who wrote it, what caused what, attempts, retries, hand-offs.
     Audit(audit::AuditArgs),
+    /// Fleet report: summary, per-pool/agent/step-kind tables, bottleneck
+    /// findings with recommendations, usage and cost (text, json, csv, html).
+    Report(report::ReportArgs),
+    /// Estimate the duration and cost of a workflow definition from history.
+    Estimate(report::EstimateArgs),
 }
 
 /// A mistake in how the command was called (exit code 2).
@@ -166,6 +174,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => bench::run(args).await,
         Command::Replay(args) => replay::run(&cli.global, args).await,
         Command::Audit(args) => audit::run(&cli.global, args).await,
+        Command::Report(args) => report::run(&cli.global, args).await,
+        Command::Estimate(args) => report::run_estimate(&cli.global, args).await,
     }
 }
 

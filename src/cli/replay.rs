@@ -46,6 +46,10 @@ pub struct ReplayArgs {
     /// exit 1 on the first difference.
     #[arg(long)]
     pub verify: bool,
+    /// The engine's bottleneck window (the projection's windows depend on
+    /// it) [default: with --verify, the live store's; otherwise 1m].
+    #[arg(long, value_parser = super::run::parse_window)]
+    pub bottleneck_window: Option<i64>,
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -129,8 +133,17 @@ pub async fn run(global: &GlobalArgs, args: ReplayArgs) -> anyhow::Result<ExitCo
         )));
     }
     let mut spans = Vec::with_capacity(partitions.len());
+    let mut windows = Vec::with_capacity(partitions.len());
     let mut total = 0;
     for &p in &partitions {
+        let live_window = if args.verify && args.bottleneck_window.is_none() {
+            ProjectionStore::open(&global.data_dir, p)?
+                .bottlenecks()?
+                .map(|s| s.short_ms())
+        } else {
+            None
+        };
+        windows.push(args.bottleneck_window.or(live_window).unwrap_or(60_000));
         let until = if args.verify {
             let live = ProjectionStore::open(&global.data_dir, p)?;
             let Some(cp) = live.checkpoint()? else {
@@ -171,7 +184,8 @@ pub async fn run(global: &GlobalArgs, args: ReplayArgs) -> anyhow::Result<ExitCo
         let i = partitions.iter().position(|&x| x == p).unwrap_or(0);
         let store = ProjectionStore::open(&into, p)?;
         let source = reader.source();
-        let config = EngineConfig::default();
+        let mut config = EngineConfig::default();
+        config.bottleneck = config.bottleneck.with_window(windows[i]);
         Ok(handle.block_on(replay_partition(
             &source, p, spans[i], &store, config, &progress,
         ))?)

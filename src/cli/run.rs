@@ -27,6 +27,24 @@ pub struct EngineArgs {
     /// Ingress records decided per engine iteration (one journal append).
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=65536))]
     pub batch_size: u64,
+    /// Bottleneck detection window (`90s`, `1m`, `500ms`); the long window
+    /// is 15× it, evaluation runs every 1/12 of it and the queue-wait
+    /// threshold is half of it.
+    /// [default: 1m; 5s for demo scenarios]
+    #[arg(long, value_parser = parse_window)]
+    pub bottleneck_window: Option<i64>,
+    /// Fold no bottleneck statistics and detect nothing (a cost baseline).
+    #[arg(long)]
+    pub no_bottlenecks: bool,
+}
+
+pub(super) fn parse_window(s: &str) -> Result<i64, String> {
+    match super::report::parse_duration_ms(s) {
+        Some(ms) if ms >= 100 => Ok(ms),
+        _ => Err(format!(
+            "`{s}`: expected a duration of at least 100ms such as 500ms, 30s, 1m or 1h"
+        )),
+    }
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -55,6 +73,10 @@ impl EngineArgs {
             ..EngineConfig::default()
         };
         c.scheduler.default_strategy = self.strategy.into();
+        c.bottleneck = c
+            .bottleneck
+            .with_window(self.bottleneck_window.unwrap_or(60_000));
+        c.bottleneck.enabled = !self.no_bottlenecks;
         c
     }
 }
@@ -70,7 +92,10 @@ pub fn engine(
     global: &GlobalArgs,
     log: Arc<dyn crate::log::EventLog>,
     args: &EngineArgs,
+    mut config: EngineConfig,
 ) -> anyhow::Result<Arc<Engine>> {
+    // A partition sees its share of the load (keys are hashed).
+    config.bottleneck.partitions = global.partitions;
     let mut options = EngineOptions::new(global.data_dir.clone());
     options.flush_every = std::time::Duration::from_millis(args.flush_ms.max(1));
     options.batch = args.batch_size as usize;
@@ -78,7 +103,7 @@ pub fn engine(
         log,
         codec: Codec::builtin()?,
         topics: global.topics(),
-        config: args.config(),
+        config,
         options,
         stats: Arc::new(EngineStats::default()),
     }))
@@ -98,7 +123,7 @@ pub async fn spawn_partitions(
 pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     let log = backend::open(global, Access::Write)?;
     backend::ensure_topics(log.as_ref(), global, None).await?;
-    let engine = engine(global, log, &args.engine)?;
+    let engine = engine(global, log, &args.engine, args.engine.config())?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let handles = spawn_partitions(&engine, &stop_rx).await?;
     eprintln!(

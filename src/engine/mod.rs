@@ -11,9 +11,11 @@
 
 pub mod audit;
 pub mod bloom;
+pub mod estimate;
 pub mod history;
 pub mod partition;
 pub mod replay;
+pub mod report;
 pub mod results;
 pub mod stats;
 pub mod verify;

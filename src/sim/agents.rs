@@ -46,6 +46,8 @@ struct Agent {
     cfg: SimAgentConfig,
     /// Crashed (see `SimAgentConfig::silent_after`): says and does nothing.
     silent: bool,
+    /// Not joined yet (see `SimAgentConfig::joins_after`).
+    absent: bool,
     in_flight: u32,
     rng: fastrand::Rng,
 }
@@ -68,6 +70,8 @@ pub(crate) struct Agents {
     seen: HashSet<EventId>,
     seen_order: VecDeque<EventId>,
     pub(crate) stats: FleetStats,
+    /// Time since the fleet started, as of the last `silence_due`.
+    elapsed: Duration,
 }
 
 impl LatencyDist {
@@ -95,6 +99,7 @@ impl Agents {
             .map(|(i, cfg)| Agent {
                 cfg: cfg.clone(),
                 silent: false,
+                absent: cfg.joins_after.is_some(),
                 in_flight: 0,
                 rng: fastrand::Rng::with_seed(mix_seed(seed, i as u64)),
             })
@@ -114,6 +119,7 @@ impl Agents {
             seen: HashSet::new(),
             seen_order: VecDeque::new(),
             stats: FleetStats::default(),
+            elapsed: Duration::ZERO,
         }
     }
 
@@ -135,6 +141,7 @@ impl Agents {
     /// Silences the agents whose `silent_after` has passed, `elapsed` after
     /// the fleet started.
     pub(crate) fn silence_due(&mut self, elapsed: Duration) {
+        self.elapsed = elapsed;
         for a in &mut self.agents {
             if !a.silent && a.cfg.silent_after.is_some_and(|d| elapsed >= d) {
                 a.silent = true;
@@ -142,6 +149,27 @@ impl Agents {
                 tracing::info!(agent = %a.cfg.id, "simulated agent goes silent");
             }
         }
+    }
+
+    /// Registers the absent agents whose `joins_after` has passed.
+    pub(crate) fn join_due(
+        &mut self,
+        elapsed: Duration,
+        out: &mut Outbox,
+        at: Timestamp,
+        payload: impl Fn(&SimAgentConfig, u32) -> Payload,
+    ) -> Result<(), SimError> {
+        for a in &mut self.agents {
+            if a.absent && a.cfg.joins_after.is_some_and(|d| elapsed >= d) {
+                a.absent = false;
+                tracing::info!(agent = %a.cfg.id, "simulated agent joins");
+                for partition in 0..out.partitions() {
+                    let event = out.envelope(&a.cfg.id, &a.cfg.id, at, payload(&a.cfg, 0));
+                    out.push(partition, &a.cfg.id, &event)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Pushes one lifecycle event per agent (not silenced) to every ingress
@@ -152,7 +180,7 @@ impl Agents {
         at: Timestamp,
         payload: impl Fn(&SimAgentConfig, u32) -> Payload,
     ) -> Result<(), SimError> {
-        for a in self.agents.iter().filter(|a| !a.silent) {
+        for a in self.agents.iter().filter(|a| !a.silent && !a.absent) {
             for partition in 0..out.partitions() {
                 let event = out.envelope(&a.cfg.id, &a.cfg.id, at, payload(&a.cfg, a.in_flight));
                 out.push(partition, &a.cfg.id, &event)?;
@@ -256,8 +284,20 @@ impl Agents {
             self.stats.stalled += 1;
             return Ok(());
         }
-        let latency = ag.cfg.latency.sample(&mut ag.rng);
-        let fail = ag.rng.f64() < ag.cfg.failure_rate;
+        let elapsed = self.elapsed;
+        let fault = ag
+            .cfg
+            .fault
+            .as_ref()
+            .filter(|f| elapsed < f.until && f.kind.as_ref().is_none_or(|k| *k == a.kind));
+        let latency = fault
+            .and_then(|f| f.latency)
+            .unwrap_or(ag.cfg.latency)
+            .sample(&mut ag.rng);
+        let failure_rate = fault
+            .and_then(|f| f.failure_rate)
+            .unwrap_or(ag.cfg.failure_rate);
+        let fail = ag.rng.f64() < failure_rate;
         if latency.is_zero() {
             return self.finish(agent, key, fail, at, out);
         }

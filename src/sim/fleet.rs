@@ -71,6 +71,23 @@ pub struct SimAgentConfig {
     /// sends no heartbeat and no report and ignores assignments (the engine
     /// must declare it lost and requeue its steps).
     pub silent_after: Option<Duration>,
+    /// A temporary misbehaviour from the fleet's start (demo scenarios).
+    pub fault: Option<Fault>,
+    /// The agent is absent (no registration, no heartbeat) until this long
+    /// after the fleet starts, then registers.
+    pub joins_after: Option<Duration>,
+}
+
+/// Until `until` (from the fleet's start) an agent uses these settings
+/// instead of its own, then recovers: the cause of a demo scenario, and its
+/// removal.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fault {
+    pub until: Duration,
+    pub latency: Option<LatencyDist>,
+    pub failure_rate: Option<f64>,
+    /// Only steps of this kind are affected (all when None).
+    pub kind: Option<String>,
 }
 
 impl SimAgentConfig {
@@ -87,6 +104,8 @@ impl SimAgentConfig {
             failure_rate: 0.0,
             stall_rate: 0.0,
             silent_after: None,
+            fault: None,
+            joins_after: None,
         }
     }
 }
@@ -266,6 +285,9 @@ pub async fn run_fleet(
         let instant = Instant::now();
         let at = now();
         agents.silence_due(instant - started);
+        agents.join_due(instant - started, &mut out, at, |a, _| {
+            registration(a, interval)
+        })?;
         agents.complete_due(instant, at, &mut out)?;
         if instant >= next_heartbeat {
             agents.lifecycle(&mut out, at, heartbeat)?;

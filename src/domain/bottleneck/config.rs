@@ -31,8 +31,12 @@ pub struct BottleneckConfig {
     pub failure_rate: f64,
     /// Fewest samples in a window before a rate or quantile is judged.
     pub min_samples: u64,
-    /// An attempt is stuck after this many times its kind's p99.
+    /// An attempt is stuck after this many times its kind's p99 (and at
+    /// least a short window).
     pub stuck_factor: f64,
+    /// Smallest slowdown (ms above the yardstick) worth a slow-step or
+    /// slow-agent finding: 10 ms steps taking 40 ms are not a bottleneck.
+    pub min_effect_ms: f64,
     /// A finding resolves once its ratio stays below this for a full window.
     pub resolve_ratio: f64,
 }
@@ -53,6 +57,7 @@ impl Default for BottleneckConfig {
             failure_rate: 0.2,
             min_samples: 20,
             stuck_factor: 3.0,
+            min_effect_ms: 200.0,
             resolve_ratio: 0.8,
         }
     }

@@ -275,7 +275,11 @@ fn slow_and_failing_steps(cx: &mut Ctx<'_>) {
         if long.done >= 2 * cfg.min_samples {
             let p95 = f.run.quantile(0.95);
             let base = long.run.quantile(0.95).max(1.0);
-            let ratio = p95 / (cfg.slow_step_factor * base);
+            let ratio = if p95 - base >= cfg.min_effect_ms {
+                p95 / (cfg.slow_step_factor * base)
+            } else {
+                0.0
+            };
             cx.push(
                 BottleneckKind::SlowStep,
                 SubjectType::StepKind,
@@ -330,6 +334,15 @@ fn slow_and_failing_steps(cx: &mut Ctx<'_>) {
 /// FailingAgent: an agent's failure rate over `failure_rate`.
 fn slow_and_failing_agents(cx: &mut Ctx<'_>, g: &Gauges) {
     let cfg = cx.cfg;
+    let kind_counts: BTreeMap<&str, (u64, u64)> = cx
+        .stats
+        .kinds
+        .iter()
+        .map(|(k, s)| {
+            let f = s.short.figures(cx.now);
+            (k.as_str(), (f.done, f.failed + f.timed_out))
+        })
+        .collect();
     for (agent, s) in &cx.stats.agents {
         let f = cx.short(s);
         if f.done < cfg.min_samples {
@@ -347,7 +360,14 @@ fn slow_and_failing_agents(cx: &mut Ctx<'_>, g: &Gauges) {
             others.subtract(&f.run);
             let p95 = f.run.quantile(0.95);
             let base = others.quantile(0.95).max(1.0);
-            let ratio = p95 / (cfg.slow_agent_factor * base);
+            // Slow at the median too: one long tail sample in a small
+            // window does not make a slow agent.
+            let p50_ratio = f.run.quantile(0.5) / others.quantile(0.5).max(1.0);
+            let ratio = if p95 - base >= cfg.min_effect_ms {
+                (p95 / base).min(p50_ratio) / cfg.slow_agent_factor
+            } else {
+                0.0
+            };
             let share = if pf.done == 0 {
                 0.0
             } else {
@@ -363,6 +383,7 @@ fn slow_and_failing_agents(cx: &mut Ctx<'_>, g: &Gauges) {
                     ("run_p95_ms", p95),
                     ("others_run_p95_ms", base),
                     ("factor", p95 / base),
+                    ("p50_factor", p50_ratio),
                     ("share_of_pool", share),
                     ("samples", f.done as f64),
                 ]),
@@ -375,9 +396,55 @@ fn slow_and_failing_agents(cx: &mut Ctx<'_>, g: &Gauges) {
                 ),
             );
         }
+        // Compared with the rest of its pool too: when every agent fails a
+        // step kind, the step is the problem (FailingStep), not the agents.
         let rate = f.failure_rate();
-        let ratio = rate / cfg.failure_rate;
         let pool_rate = pool_f.as_ref().map_or(0.0, Bucket::failure_rate);
+        let (others_bad, others_done) = pool_f.as_ref().map_or((0, 0), |p| {
+            (
+                (p.failed + p.timed_out).saturating_sub(f.failed + f.timed_out),
+                p.done.saturating_sub(f.done),
+            )
+        });
+        let others_rate = if others_done == 0 {
+            0.0
+        } else {
+            others_bad as f64 / others_done as f64
+        };
+        // Significantly worse than the rest of the pool on the same work:
+        // the expected failures follow from the step kinds this agent ran
+        // (at the others' rate for each kind), and a one-sided z-test
+        // (z ≥ 4: detectors run every few seconds on every agent, so a looser test would fire by chance) keeps small samples and an unlucky mix (e.g. the agent
+        // that got most retries of a failing kind) from blaming the agent.
+        let (mut expected, mut var) = (0.0, 0.0);
+        for (kind, counts) in cx.stats.agent_kinds.get(agent).into_iter().flatten() {
+            let (n, own_bad) = counts.sum(cx.now);
+            if n == 0 {
+                continue;
+            }
+            let (kn, kbad) = kind_counts.get(kind.as_str()).copied().unwrap_or((0, 0));
+            let (on, obad) = (kn.saturating_sub(n), kbad.saturating_sub(own_bad));
+            // A kind too few others ran is no evidence either way: expect
+            // what the agent itself did.
+            let p = if on >= cfg.min_samples {
+                obad as f64 / on as f64
+            } else {
+                own_bad as f64 / n as f64
+            }
+            .clamp(0.01, 0.99);
+            expected += n as f64 * p;
+            var += n as f64 * p * (1.0 - p);
+        }
+        let bad = (f.failed + f.timed_out) as f64;
+        let z = (bad - expected) / var.max(1e-9).sqrt();
+        // Without enough work elsewhere in the pool there is nothing to
+        // compare with: FailingStep speaks for the kinds instead.
+        let worse_than_others = others_done >= cfg.min_samples && z >= 4.0;
+        let ratio = if worse_than_others {
+            rate / cfg.failure_rate
+        } else {
+            0.0
+        };
         cx.push(
             BottleneckKind::FailingAgent,
             SubjectType::Agent,
@@ -387,16 +454,19 @@ fn slow_and_failing_agents(cx: &mut Ctx<'_>, g: &Gauges) {
             ev(&[
                 ("failure_rate", rate),
                 ("pool_failure_rate", pool_rate),
+                ("others_failure_rate", others_rate),
+                ("expected_failed", expected),
+                ("z", z),
                 ("failed", f.failed as f64),
                 ("timed_out", f.timed_out as f64),
                 ("samples", f.done as f64),
             ]),
             format!(
-                "drain agent `{agent}`: {} of its {} attempts failed ({:.0}%, its pool {:.0}%) in the last {:.0} s",
+                "drain agent `{agent}`: {} of its {} attempts failed ({:.0}%, {expected:.1} expected for its step kinds; the rest of its pool {:.0}%) in the last {:.0} s",
                 f.failed + f.timed_out,
                 f.done,
                 rate * 100.0,
-                pool_rate * 100.0,
+                others_rate * 100.0,
                 cx.short_s
             ),
         );
@@ -446,8 +516,12 @@ fn stuck(cx: &mut Ctx<'_>, g: &Gauges) {
     for r in &g.running {
         let limit = *limits.entry(r.kind.as_str()).or_insert_with(|| {
             let long = cx.stats.kinds.get(&r.kind)?.long.figures(cx.now);
-            (long.done >= cfg.min_samples)
-                .then(|| cfg.stuck_factor * long.run.quantile(0.99).max(1.0))
+            // Also at least a window: a step is stuck when it outlived the
+            // window that would have shown its result.
+            (long.done >= cfg.min_samples).then(|| {
+                (cfg.stuck_factor * long.run.quantile(0.99).max(1.0))
+                    .max(cfg.short_window_ms as f64)
+            })
         });
         let Some(limit) = limit else { continue };
         if r.elapsed_ms > limit {
@@ -461,7 +535,11 @@ fn stuck(cx: &mut Ctx<'_>, g: &Gauges) {
     }
     for (kind, (n, oldest, agents)) in hits {
         let limit = limits.get(kind).copied().flatten().unwrap_or(1.0);
-        let p99 = limit / cfg.stuck_factor;
+        let p99 = cx
+            .stats
+            .kinds
+            .get(kind)
+            .map_or(0.0, |s| s.long.figures(cx.now).run.quantile(0.99));
         let ratio = oldest / limit;
         let agents: Vec<String> = agents
             .iter()
@@ -481,8 +559,9 @@ fn stuck(cx: &mut Ctx<'_>, g: &Gauges) {
                 ("limit_ms", limit),
             ]),
             format!(
-                "{n} attempts of step kind `{kind}` have run up to {:.1} s, over {}× its p99 of {:.2} s, without a report (agents {}): give the step a timeout of about {:.0} ms so they are retried",
+                "{n} attempts of step kind `{kind}` have run up to {:.1} s, over {:.1} s ({}× its p99 of {:.2} s, at least a window), without a report (agents {}): give the step a timeout of about {:.0} ms so they are retried",
                 secs(oldest),
+                secs(limit),
                 cfg.stuck_factor,
                 secs(p99),
                 agents.join(", "),

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use super::window::{Bucket, Rolling};
+use super::window::{Bucket, Counts, Rolling};
 use crate::domain::events::{BottleneckDetected, BottleneckResolved, Timestamp, Usage};
 
 /// Resolved findings kept for reports.
@@ -75,6 +75,13 @@ pub struct Stats {
     pub capabilities: BTreeMap<String, SubjectStats>,
     pub agents: BTreeMap<String, SubjectStats>,
     pub kinds: BTreeMap<String, SubjectStats>,
+    /// Finished workflows by definition name: `done`, `failed` (any end
+    /// but success), `run` = accepted → finished, usage.
+    pub workflows: BTreeMap<String, SubjectStats>,
+    /// Short-window attempt counts per agent and step kind: an agent's
+    /// expected failures follow from the kinds it ran (not merged by
+    /// [`Stats::merge`]: detection is per partition).
+    pub agent_kinds: BTreeMap<String, BTreeMap<String, Counts>>,
     pub active: BTreeMap<String, BottleneckDetected>,
     pub recent: VecDeque<BottleneckResolved>,
     /// Earliest and latest event time observed (rates over a window that
@@ -106,6 +113,8 @@ impl Stats {
             capabilities: BTreeMap::new(),
             agents: BTreeMap::new(),
             kinds: BTreeMap::new(),
+            workflows: BTreeMap::new(),
+            agent_kinds: BTreeMap::new(),
             active: BTreeMap::new(),
             recent: VecDeque::new(),
             first_at: None,
@@ -166,6 +175,20 @@ impl Stats {
         outcome: Outcome,
         usage: Option<&Usage>,
     ) {
+        if let Some(a) = agent {
+            let short = self.short_ms;
+            if !self.agent_kinds.contains_key(a) {
+                self.agent_kinds.insert(a.to_string(), BTreeMap::new());
+            }
+            if let Some(kinds) = self.agent_kinds.get_mut(a) {
+                if !kinds.contains_key(s.kind) {
+                    kinds.insert(s.kind.to_string(), Counts::new(short, SHORT_SLOTS));
+                }
+                if let Some(c) = kinds.get_mut(s.kind) {
+                    c.add(at, outcome != Outcome::Succeeded);
+                }
+            }
+        }
         self.each(at, s, agent, |b| {
             b.done += 1;
             b.run.record(run_ms);
@@ -173,6 +196,29 @@ impl Stats {
                 Outcome::Succeeded => {}
                 Outcome::Failed => b.failed += 1,
                 Outcome::TimedOut => b.timed_out += 1,
+            }
+            if let Some(u) = usage {
+                b.usage.add(u);
+            }
+        });
+    }
+
+    /// A workflow of definition `name` ended after `ms` since acceptance.
+    pub fn workflow_ended(
+        &mut self,
+        at: Timestamp,
+        name: &str,
+        ms: u64,
+        succeeded: bool,
+        usage: Option<&Usage>,
+    ) {
+        let (short, long) = (self.short_ms, self.long_ms);
+        self.last_at = self.last_at.max(at);
+        subject(&mut self.workflows, name, short, long).apply(at, |b| {
+            b.done += 1;
+            b.run.record(ms);
+            if !succeeded {
+                b.failed += 1;
             }
             if let Some(u) = usage {
                 b.usage.add(u);
@@ -201,6 +247,7 @@ impl Stats {
             (&mut self.capabilities, &other.capabilities),
             (&mut self.agents, &other.agents),
             (&mut self.kinds, &other.kinds),
+            (&mut self.workflows, &other.workflows),
         ] {
             for (name, s) in theirs {
                 match mine.get_mut(name) {

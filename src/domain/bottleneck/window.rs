@@ -238,3 +238,45 @@ impl Rolling {
         }
     }
 }
+
+/// Ended and failed attempts over a window (counters only: what the
+/// agent × step-kind mix needs, without histograms).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Counts {
+    sub_us: i64,
+    /// (slot, ended, failed) per ring position.
+    slots: Vec<(i64, u64, u64)>,
+}
+
+impl Counts {
+    pub fn new(len_ms: i64, slots: usize) -> Self {
+        let slots = slots.max(1);
+        Counts {
+            sub_us: (len_ms.max(1) * 1000 / slots as i64).max(1),
+            slots: vec![(i64::MIN, 0, 0); slots],
+        }
+    }
+
+    pub fn add(&mut self, at: Timestamp, failed: bool) {
+        let slot = at.0.div_euclid(self.sub_us);
+        let i = slot.rem_euclid(self.slots.len() as i64) as usize;
+        let s = &mut self.slots[i];
+        if s.0 < slot {
+            *s = (slot, 0, 0);
+        } else if s.0 > slot {
+            return;
+        }
+        s.1 += 1;
+        s.2 += u64::from(failed);
+    }
+
+    /// (ended, failed) in the window ending at `now`.
+    pub fn sum(&self, now: Timestamp) -> (u64, u64) {
+        let last = now.0.div_euclid(self.sub_us);
+        let first = last - self.slots.len() as i64 + 1;
+        self.slots
+            .iter()
+            .filter(|s| s.0 >= first && s.0 <= last)
+            .fold((0, 0), |acc, s| (acc.0 + s.1, acc.1 + s.2))
+    }
+}

@@ -58,6 +58,13 @@ impl PartitionState {
                 Some(Outcome::TimedOut),
                 None,
             ),
+            P::WorkflowSucceeded(x) => {
+                self.observe_end(&x.workflow_id, now, true, Some(&x.usage));
+                return;
+            }
+            P::WorkflowFailed(x) => return self.observe_end(&x.workflow_id, now, false, None),
+            P::WorkflowCancelled(x) => return self.observe_end(&x.workflow_id, now, false, None),
+            P::WorkflowTimedOut(x) => return self.observe_end(&x.workflow_id, now, false, None),
             P::BottleneckDetected(d) => {
                 self.bottlenecks.detected(d);
                 return;
@@ -114,6 +121,18 @@ impl PartitionState {
                 );
             }
         }
+    }
+
+    fn observe_end(&mut self, id: &str, now: Timestamp, ok: bool, usage: Option<&Usage>) {
+        let Some(wf) = self.workflows.get(id) else {
+            return;
+        };
+        if wf.is_terminal() {
+            return;
+        }
+        let ms = ms(Some(wf.accepted_at), now);
+        self.bottlenecks
+            .workflow_ended(now, &wf.definition.name, ms, ok, usage);
     }
 
     /// Counts a step arrival (called where a step becomes ready).

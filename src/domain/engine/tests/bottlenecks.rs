@@ -246,9 +246,94 @@ fn failing_step_and_agent_need_the_minimum_sample() {
     assert_eq!(step.len(), 1, "{facts:?}");
     assert_eq!(step[0].subject, "flaky");
     assert_eq!(step[0].evidence["failure_rate"], 0.7);
-    let agent = detected(&facts, BottleneckKind::FailingAgent);
-    assert_eq!(agent.len(), 1);
-    assert_eq!(agent[0].subject, "a1");
+    assert!(
+        detected(&facts, BottleneckKind::FailingAgent).is_empty(),
+        "a lone agent has nobody to be compared with"
+    );
+}
+
+/// Runs `n` steps of `kind` on `agent` (which must be the least loaded).
+fn on_agent(
+    f: &mut Fleet,
+    at: f64,
+    n: usize,
+    kind: &str,
+    agent: &str,
+    good: impl Fn(usize) -> bool,
+) {
+    for i in 0..n {
+        let (id, got) = f.submit(at, kind, &["llm"]);
+        assert_eq!(got.as_deref(), Some(agent));
+        let report = if good(i) {
+            ok(&id, "s", 1, agent)
+        } else {
+            fail(&id, "s", 1, agent)
+        };
+        f.spec.when(at + 0.1, report).unwrap();
+    }
+}
+
+#[test]
+fn failing_agent_is_judged_against_the_rest_of_its_pool_on_the_same_work() {
+    // a1 fails 8 of 10 drafts; a2 fails 1 of 10 drafts.
+    let mut f = Fleet::new(&[("a1", &["llm"], 1), ("a2", &["llm"], 1)]);
+    let mut t = 1.0;
+    for i in 0..10 {
+        // Both idle: least connections picks a1, then a2 (ties by id).
+        let (w1, g1) = f.submit(t, "draft", &["llm"]);
+        let (w2, g2) = f.submit(t, "draft", &["llm"]);
+        assert_eq!((g1.as_deref(), g2.as_deref()), (Some("a1"), Some("a2")));
+        let r1 = if i < 8 {
+            fail(&w1, "s", 1, "a1")
+        } else {
+            ok(&w1, "s", 1, "a1")
+        };
+        let r2 = if i < 1 {
+            fail(&w2, "s", 1, "a2")
+        } else {
+            ok(&w2, "s", 1, "a2")
+        };
+        f.spec.when(t + 0.1, r1).unwrap();
+        f.spec.when(t + 0.1, r2).unwrap();
+        t += 0.2;
+    }
+    let facts = f.evaluate(t, t + 1.0);
+    let d = detected(&facts, BottleneckKind::FailingAgent);
+    assert_eq!(d.len(), 1, "{facts:?}");
+    assert_eq!(d[0].subject, "a1");
+    assert!(d[0].evidence["z"] >= 3.0, "{:?}", d[0].evidence);
+}
+
+#[test]
+fn an_agent_is_not_blamed_for_running_more_of_a_failing_kind() {
+    // Both agents fail half of `flaky` and none of `draft`; a1 ran mostly
+    // flaky, a2 mostly draft, so a1's overall rate is far higher.
+    let mut f = Fleet::new(&[("a1", &["llm"], 100), ("a2", &["llm"], 100)]);
+    let dereg = |f: &mut Fleet, t: f64, id: &str| {
+        f.spec
+            .when(
+                t,
+                DeregisterAgent {
+                    agent_id: id.into(),
+                    reason: None,
+                },
+            )
+            .unwrap();
+    };
+    // Route work by making only one agent schedulable at a time.
+    dereg(&mut f, 0.5, "a2");
+    on_agent(&mut f, 1.0, 12, "flaky", "a1", |i| i % 2 == 0);
+    on_agent(&mut f, 1.2, 2, "draft", "a1", |_| true);
+    f.spec.when(1.4, agent("a2", &["llm"], 100)).unwrap();
+    dereg(&mut f, 1.5, "a1");
+    on_agent(&mut f, 1.6, 6, "flaky", "a2", |i| i % 2 == 0);
+    on_agent(&mut f, 1.8, 12, "draft", "a2", |_| true);
+    let facts = f.evaluate(2.5, 3.5);
+    assert!(
+        detected(&facts, BottleneckKind::FailingAgent).is_empty(),
+        "{facts:?}"
+    );
+    assert_eq!(detected(&facts, BottleneckKind::FailingStep).len(), 1);
 }
 
 #[test]
@@ -283,9 +368,12 @@ fn stuck_step_fires_for_an_attempt_far_beyond_its_kind_p99() {
     }
     let (_, agent) = f.submit(3.0, "draft", &["llm"]);
     assert_eq!(agent.as_deref(), Some("a1"));
-    let before = f.evaluate(3.0, 3.2);
-    assert!(detected(&before, BottleneckKind::StuckStep).is_empty());
-    let facts = f.evaluate(4.0, 5.0);
+    let before = f.evaluate(3.0, 12.5);
+    assert!(
+        detected(&before, BottleneckKind::StuckStep).is_empty(),
+        "over 3× p99 but not yet a full window: {before:?}"
+    );
+    let facts = f.evaluate(13.5, 14.0);
     let d = detected(&facts, BottleneckKind::StuckStep);
     assert_eq!(d.len(), 1, "{facts:?}");
     assert_eq!(d[0].subject, "draft");
