@@ -28,9 +28,29 @@ pub struct BenchArgs {
     /// Records per appended batch.
     #[arg(long, default_value_t = 1000)]
     pub batch: usize,
+    /// Run only this part (default: all).
+    #[arg(long, value_enum)]
+    pub only: Option<Part>,
+    /// Workflows of the bottleneck A/B workload (decide and fold).
+    #[arg(long, default_value_t = 20_000)]
+    pub bottleneck_workflows: u64,
+    /// A/B rounds of the bottleneck measurements (medians are compared).
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// Step attempts fed to a bare projection for the memory figure (then
+    /// ten times as many more).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub observations: u64,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    Codec,
+    Log,
+    Bottlenecks,
 }
 
 fn rate(n: u64, d: Duration) -> f64 {
@@ -38,6 +58,19 @@ fn rate(n: u64, d: Duration) -> f64 {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if args.only == Some(Part::Bottlenecks) {
+        let report = super::bench_bottlenecks::measure(
+            args.bottleneck_workflows,
+            args.rounds.max(1),
+            args.observations.max(1),
+        );
+        if args.json {
+            println!("{report}");
+        } else {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let codec = Codec::builtin()?;
     let event = samples::step_succeeded();
     let bytes = codec.encode(&event)?;

@@ -8,6 +8,7 @@
 mod audit;
 mod backend;
 mod bench;
+mod bench_bottlenecks;
 mod demo;
 mod inspect;
 mod produce;

@@ -109,7 +109,7 @@ pub fn estimate(def: &WorkflowDefinition, dag: &Dag, stats: &Stats) -> Estimate 
     let mut unknown = Vec::new();
     for s in &def.steps {
         let kind = s.kind_or_id().to_string();
-        let t = stats.kinds.get(&kind).map(|k| k.total.clone());
+        let t = stats.kinds.get(&kind).map(|k| k.total());
         let t = match t {
             Some(t) if t.done > 0 => t,
             _ => {
@@ -162,7 +162,7 @@ pub fn estimate(def: &WorkflowDefinition, dag: &Dag, stats: &Stats) -> Estimate 
     for &i in &path {
         steps[i].on_critical_path = true;
     }
-    let history = stats.workflows.get(&def.name).map(|w| w.total.clone());
+    let history = stats.workflows.get(&def.name).map(|w| w.total());
     let (hn, hmean, hp90) = history.map_or((0, 0.0, 0.0), |h| {
         (h.done, h.run.mean() / 1000.0, h.run.quantile(0.9) / 1000.0)
     });

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::domain::bottleneck::{kind_name, subject_type_name, Bucket, Stats, SubjectStats};
+use crate::domain::bottleneck::{kind_name, subject_type_name, Bucket, Keyed, Stats, SubjectStats};
 use crate::domain::engine::PartitionState;
 use crate::domain::events::{AgentHealth, Timestamp};
 
@@ -148,9 +148,9 @@ fn round(x: f64) -> f64 {
 
 fn figures(s: &SubjectStats, span: Span, at: Timestamp) -> Bucket {
     match span {
-        Span::Short => s.short.figures(at),
-        Span::Long => s.long.figures(at),
-        Span::All => s.total.clone(),
+        Span::Short => s.short(at),
+        Span::Long => s.long(at),
+        Span::All => s.total(),
     }
 }
 
@@ -175,8 +175,9 @@ fn row(name: &str, b: &Bucket, secs: f64) -> Row {
     }
 }
 
-fn rows(map: &BTreeMap<String, SubjectStats>, span: Span, at: Timestamp, secs: f64) -> Vec<Row> {
-    map.iter()
+fn rows(map: &Keyed<SubjectStats>, span: Span, at: Timestamp, secs: f64) -> Vec<Row> {
+    map.sorted()
+        .into_iter()
         .map(|(name, s)| row(name, &figures(s, span, at), secs))
         .collect()
 }

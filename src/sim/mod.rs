@@ -24,6 +24,7 @@
 mod outbox;
 
 mod agents;
+pub mod decisions;
 pub mod fleet;
 pub mod generator;
 

@@ -28,7 +28,7 @@ pub struct PoolGauge {
     pub queued: u64,
     /// Agents that may get work.
     pub agents: u64,
-    /// Capabilities of the pool's longest-waiting step class.
+    /// Capabilities the pool's waiting steps need (union over classes).
     pub capabilities: Vec<String>,
 }
 
@@ -84,7 +84,7 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn short(&self, s: &SubjectStats) -> Bucket {
-        s.short.figures(self.now)
+        s.short(self.now)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -167,7 +167,7 @@ fn saturation_and_backlog(cx: &mut Ctx<'_>, g: &Gauges) {
             continue;
         };
         let f = cx.short(s);
-        let long = s.long.figures(cx.now);
+        let long = s.long(cx.now);
         let partitions = f64::from(cfg.partitions.max(1));
         let arrival = f.arrivals as f64 / cx.short_s * partitions;
         let service_s = secs(if f.run.is_empty() {
@@ -181,16 +181,21 @@ fn saturation_and_backlog(cx: &mut Ctx<'_>, g: &Gauges) {
         } else {
             (cap / pg.agents as f64).max(1.0)
         };
-        let needed = arrival * service_s / cfg.target_utilisation;
-        let add_agents = ((needed - cap) / per_agent).ceil().max(1.0);
         let queued = pg.queued as f64 * partitions;
+        // Demand: what arrives plus clearing the backlog within one window
+        // (a saturated pool throttles the arrivals of downstream steps, so
+        // arrivals alone understate it).
+        let window_s = cfg.short_window_ms as f64 / 1000.0;
+        let demand = arrival + queued / window_s;
+        let needed = demand * service_s / cfg.target_utilisation;
+        let add_agents = ((needed - cap) / per_agent).ceil().max(1.0);
 
         let sat = if cap > 0.0 {
             pg.in_flight as f64 / cap
         } else {
             0.0
         };
-        let growing = pg.queued > 0 && f.arrivals > f.assigned;
+        let growing = pg.queued > 0 && f.arrivals > f.assigned.saturating_sub(f.requeued);
         let ratio = if cap > 0.0 {
             sat / cfg.saturation * (1.0 + queued / cap)
         } else {
@@ -198,12 +203,12 @@ fn saturation_and_backlog(cx: &mut Ctx<'_>, g: &Gauges) {
         };
         let rec = if needed > cap {
             format!(
-                "add {add_agents} agents with {} to pool `{}`: arrival {arrival:.1}/s × mean service {service_s:.2} s ÷ target utilisation {} = {needed:.1} slots, have {cap}",
+                "add {add_agents} agents with {} to pool `{}`: (arrival {arrival:.1}/s + backlog {queued:.0} ÷ {window_s:.0} s window) × mean service {service_s:.2} s ÷ target utilisation {} = {needed:.1} slots, have {cap}",
                 caps_text(&pg.capabilities), pg.pool, cfg.target_utilisation
             )
         } else {
             format!(
-                "pool `{}` runs at {:.0}% with {queued:.0} steps queued: arrival {arrival:.1}/s × mean service {service_s:.2} s ÷ target utilisation {} = {needed:.1} slots, have {cap}; the queue is a burst — add {add_agents} agents with {} if it persists",
+                "pool `{}` runs at {:.0}% with {queued:.0} steps queued: (arrival {arrival:.1}/s + backlog ÷ {window_s:.0} s window) × mean service {service_s:.2} s ÷ target utilisation {} = {needed:.1} slots, have {cap}; the queue is a burst — add {add_agents} agents with {} if it persists",
                 pg.pool, sat * 100.0, cfg.target_utilisation, caps_text(&pg.capabilities)
             )
         };
@@ -219,6 +224,7 @@ fn saturation_and_backlog(cx: &mut Ctx<'_>, g: &Gauges) {
                 ("capacity", cap),
                 ("queued", queued),
                 ("arrival_per_s", arrival),
+                ("demand_per_s", demand),
                 (
                     "assigned_per_s",
                     f.assigned as f64 / cx.short_s * partitions,
@@ -263,7 +269,7 @@ fn saturation_and_backlog(cx: &mut Ctx<'_>, g: &Gauges) {
 /// FailingStep: a kind's failure rate over `failure_rate`.
 fn slow_and_failing_steps(cx: &mut Ctx<'_>) {
     let cfg = cx.cfg;
-    for (kind, s) in &cx.stats.kinds {
+    for (kind, s) in cx.stats.kinds.sorted() {
         let f = cx.short(s);
         if f.done < cfg.min_samples {
             continue;
@@ -271,7 +277,7 @@ fn slow_and_failing_steps(cx: &mut Ctx<'_>) {
         // The baseline leaves out the window it is compared with, or a
         // lasting slowdown would soon become its own baseline.
         let recent = Timestamp(cx.now.0 - cfg.short_window_ms * 1000);
-        let long = s.long.figures_before(cx.now, recent);
+        let long = s.long_before(cx.now, recent);
         if long.done >= 2 * cfg.min_samples {
             let p95 = f.run.quantile(0.95);
             let base = long.run.quantile(0.95).max(1.0);
@@ -337,13 +343,14 @@ fn slow_and_failing_agents(cx: &mut Ctx<'_>, g: &Gauges) {
     let kind_counts: BTreeMap<&str, (u64, u64)> = cx
         .stats
         .kinds
-        .iter()
+        .sorted()
+        .into_iter()
         .map(|(k, s)| {
-            let f = s.short.figures(cx.now);
+            let f = s.short(cx.now);
             (k.as_str(), (f.done, f.failed + f.timed_out))
         })
         .collect();
-    for (agent, s) in &cx.stats.agents {
+    for (agent, s) in cx.stats.agents.sorted() {
         let f = cx.short(s);
         if f.done < cfg.min_samples {
             continue;
@@ -351,7 +358,7 @@ fn slow_and_failing_agents(cx: &mut Ctx<'_>, g: &Gauges) {
         let pool = g.agent_pool.get(agent);
         let pool_f = pool
             .and_then(|p| cx.stats.pools.get(p))
-            .map(|p| p.short.figures(cx.now));
+            .map(|p| p.short(cx.now));
         let others_done = pool_f.as_ref().map_or(0, |p| p.done.saturating_sub(f.done));
         if let (Some(pool), Some(pf), true) = (pool, &pool_f, others_done >= cfg.min_samples) {
             // Compared with the rest of its pool, so one slow agent in a
@@ -417,7 +424,7 @@ fn slow_and_failing_agents(cx: &mut Ctx<'_>, g: &Gauges) {
         // (z ≥ 4: detectors run every few seconds on every agent, so a looser test would fire by chance) keeps small samples and an unlucky mix (e.g. the agent
         // that got most retries of a failing kind) from blaming the agent.
         let (mut expected, mut var) = (0.0, 0.0);
-        for (kind, counts) in cx.stats.agent_kinds.get(agent).into_iter().flatten() {
+        for (kind, counts) in s.mix() {
             let (n, own_bad) = counts.sum(cx.now);
             if n == 0 {
                 continue;
@@ -515,7 +522,7 @@ fn stuck(cx: &mut Ctx<'_>, g: &Gauges) {
     let mut hits: BTreeMap<&str, (u64, f64, BTreeMap<&str, u64>)> = BTreeMap::new();
     for r in &g.running {
         let limit = *limits.entry(r.kind.as_str()).or_insert_with(|| {
-            let long = cx.stats.kinds.get(&r.kind)?.long.figures(cx.now);
+            let long = cx.stats.kinds.get(&r.kind)?.long(cx.now);
             // Also at least a window: a step is stuck when it outlived the
             // window that would have shown its result.
             (long.done >= cfg.min_samples).then(|| {
@@ -539,7 +546,7 @@ fn stuck(cx: &mut Ctx<'_>, g: &Gauges) {
             .stats
             .kinds
             .get(kind)
-            .map_or(0.0, |s| s.long.figures(cx.now).run.quantile(0.99));
+            .map_or(0.0, |s| s.long(cx.now).run.quantile(0.99));
         let ratio = oldest / limit;
         let agents: Vec<String> = agents
             .iter()

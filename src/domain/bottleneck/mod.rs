@@ -20,6 +20,7 @@
 mod config;
 pub mod detect;
 mod hysteresis;
+mod keyed;
 mod stats;
 mod window;
 
@@ -29,6 +30,7 @@ mod tests;
 pub use config::BottleneckConfig;
 pub use detect::{detect, Gauges, PoolGauge, RunningAttempt, Signal, StarvedClass};
 pub use hysteresis::Hysteresis;
+pub use keyed::Keyed;
 pub use stats::{Outcome, Stats, StepFacts, SubjectStats};
 pub use window::{Bucket, Hist, Rolling};
 

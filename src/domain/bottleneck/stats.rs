@@ -11,7 +11,8 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use super::window::{Bucket, Counts, Rolling};
+use super::keyed::Keyed;
+use super::window::{Bucket, Counts, Rolling, Slot};
 use crate::domain::events::{BottleneckDetected, BottleneckResolved, Timestamp, Usage};
 
 /// Resolved findings kept for reports.
@@ -22,12 +23,22 @@ const SHORT_SLOTS: usize = 4;
 const LONG_SLOTS: usize = 15;
 
 /// Windows and totals of one subject.
+///
+/// An observation is recorded once, in the short ring; a short bucket is
+/// moved into the long ring and the totals when its ring position is
+/// reused (one histogram merge per quarter window instead of three records
+/// per observation). So the long window and the totals are their own
+/// contents plus the short ring's live buckets, which the accessors add.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SubjectStats {
-    pub short: Rolling,
-    pub long: Rolling,
-    /// Everything ever observed (estimates from history).
-    pub total: Bucket,
+    short: Rolling,
+    long: Rolling,
+    total: Bucket,
+    /// Agents only: short-window attempt counts per step kind it ran (an
+    /// agent's expected failures follow from its mix; a handful of kinds,
+    /// so a list).
+    #[serde(default)]
+    pub(crate) mix: Vec<(String, Counts)>,
 }
 
 impl SubjectStats {
@@ -36,17 +47,67 @@ impl SubjectStats {
             short: Rolling::new(short_ms, SHORT_SLOTS),
             long: Rolling::new(long_ms, LONG_SLOTS),
             total: Bucket::default(),
+            mix: Vec::new(),
         }
     }
 
-    fn apply(&mut self, at: Timestamp, f: impl Fn(&mut Bucket)) {
-        if let Some(b) = self.short.at(at) {
-            f(b);
+    fn apply(&mut self, at: Timestamp, slot: Slot, f: impl Fn(&mut Bucket)) {
+        let (long, total) = (&mut self.long, &mut self.total);
+        let bucket = self.short.at_evicting(slot, |start, old| {
+            if let Some(l) = long.at(start) {
+                l.merge(old);
+            }
+            total.merge(old);
+        });
+        match bucket {
+            Some(b) => f(b),
+            // Older than the short ring: straight into the long ring.
+            None => {
+                if let Some(b) = self.long.at(at) {
+                    f(b);
+                }
+                f(&mut self.total);
+            }
         }
-        if let Some(b) = self.long.at(at) {
-            f(b);
-        }
-        f(&mut self.total);
+    }
+
+    /// Figures of the short (detection) window ending at `now`.
+    pub fn short(&self, now: Timestamp) -> Bucket {
+        self.short.figures(now)
+    }
+
+    /// Figures of the long window ending at `now`.
+    pub fn long(&self, now: Timestamp) -> Bucket {
+        self.long_before(now, Timestamp(i64::MAX))
+    }
+
+    /// The long window ending at `now`, but only what happened before
+    /// `until` (a baseline that leaves out the recent past).
+    pub fn long_before(&self, now: Timestamp, until: Timestamp) -> Bucket {
+        let mut out = self.long.figures_before(now, until);
+        // The long ring's first slot starts at (slot(now) − n + 1) × sub.
+        let from = Timestamp(now.0.saturating_sub(self.long.len_ms() * 1000));
+        self.short.add_range(&mut out, from, now, until);
+        out
+    }
+
+    /// Everything ever observed.
+    pub fn total(&self) -> Bucket {
+        let mut out = self.total.clone();
+        let all = (Timestamp(i64::MIN), Timestamp(i64::MAX));
+        self.short.add_range(&mut out, all.0, all.1, all.1);
+        out
+    }
+
+    /// Short-window (ended, failed) attempts of step kind `kind` (agents).
+    pub fn mix(&self) -> &[(String, Counts)] {
+        &self.mix
+    }
+
+    fn merge(&mut self, other: &SubjectStats) {
+        self.short.merge(&other.short);
+        self.long.merge(&other.long);
+        self.total.merge(&other.total);
     }
 }
 
@@ -71,17 +132,17 @@ pub enum Outcome {
 pub struct Stats {
     short_ms: i64,
     long_ms: i64,
-    pub pools: BTreeMap<String, SubjectStats>,
-    pub capabilities: BTreeMap<String, SubjectStats>,
-    pub agents: BTreeMap<String, SubjectStats>,
-    pub kinds: BTreeMap<String, SubjectStats>,
+    pub pools: Keyed<SubjectStats>,
+    pub capabilities: Keyed<SubjectStats>,
+    pub agents: Keyed<SubjectStats>,
+    pub kinds: Keyed<SubjectStats>,
     /// Finished workflows by definition name: `done`, `failed` (any end
     /// but success), `run` = accepted → finished, usage.
-    pub workflows: BTreeMap<String, SubjectStats>,
-    /// Short-window attempt counts per agent and step kind: an agent's
-    /// expected failures follow from the kinds it ran (not merged by
-    /// [`Stats::merge`]: detection is per partition).
-    pub agent_kinds: BTreeMap<String, BTreeMap<String, Counts>>,
+    pub workflows: Keyed<SubjectStats>,
+    /// The shape of every short ring (where an observation's slot is
+    /// computed once).
+    #[serde(skip, default = "short_template")]
+    template: Rolling,
     pub active: BTreeMap<String, BottleneckDetected>,
     pub recent: VecDeque<BottleneckResolved>,
     /// Earliest and latest event time observed (rates over a window that
@@ -90,8 +151,13 @@ pub struct Stats {
     pub last_at: Timestamp,
 }
 
+fn short_template() -> Rolling {
+    // Replaced by `Stats::ensure_template` after deserialising.
+    Rolling::new(60_000, SHORT_SLOTS)
+}
+
 fn subject<'m>(
-    map: &'m mut BTreeMap<String, SubjectStats>,
+    map: &'m mut Keyed<SubjectStats>,
     name: &str,
     short_ms: i64,
     long_ms: i64,
@@ -109,12 +175,12 @@ impl Stats {
         Stats {
             short_ms,
             long_ms,
-            pools: BTreeMap::new(),
-            capabilities: BTreeMap::new(),
-            agents: BTreeMap::new(),
-            kinds: BTreeMap::new(),
-            workflows: BTreeMap::new(),
-            agent_kinds: BTreeMap::new(),
+            pools: Keyed::default(),
+            capabilities: Keyed::default(),
+            agents: Keyed::default(),
+            kinds: Keyed::default(),
+            workflows: Keyed::default(),
+            template: Rolling::new(short_ms, SHORT_SLOTS),
             active: BTreeMap::new(),
             recent: VecDeque::new(),
             first_at: None,
@@ -142,19 +208,32 @@ impl Stats {
         if self.first_at.is_none() {
             self.first_at = Some(at);
         }
-        subject(&mut self.pools, s.pool, short, long).apply(at, f);
+        let slot = self.slot_of(at);
+        subject(&mut self.pools, s.pool, short, long).apply(at, slot, f);
         for c in s.capabilities {
-            subject(&mut self.capabilities, c, short, long).apply(at, f);
+            subject(&mut self.capabilities, c, short, long).apply(at, slot, f);
         }
-        subject(&mut self.kinds, s.kind, short, long).apply(at, f);
+        subject(&mut self.kinds, s.kind, short, long).apply(at, slot, f);
         if let Some(a) = agent {
-            subject(&mut self.agents, a, short, long).apply(at, f);
+            subject(&mut self.agents, a, short, long).apply(at, slot, f);
         }
+    }
+
+    fn slot_of(&mut self, at: Timestamp) -> Slot {
+        if self.template.len_ms() != self.short_ms {
+            self.template = Rolling::new(self.short_ms, SHORT_SLOTS);
+        }
+        self.template.slot_of(at)
     }
 
     /// A step attempt became ready.
     pub fn arrival(&mut self, at: Timestamp, s: StepFacts<'_>) {
         self.each(at, s, None, |b| b.arrivals += 1);
+    }
+
+    /// An assigned step went back to the queue.
+    pub fn requeued(&mut self, at: Timestamp, s: StepFacts<'_>) {
+        self.each(at, s, None, |b| b.requeued += 1);
     }
 
     /// A ready step was given to `agent` after waiting `wait_ms`.
@@ -176,18 +255,16 @@ impl Stats {
         usage: Option<&Usage>,
     ) {
         if let Some(a) = agent {
-            let short = self.short_ms;
-            if !self.agent_kinds.contains_key(a) {
-                self.agent_kinds.insert(a.to_string(), BTreeMap::new());
-            }
-            if let Some(kinds) = self.agent_kinds.get_mut(a) {
-                if !kinds.contains_key(s.kind) {
-                    kinds.insert(s.kind.to_string(), Counts::new(short, SHORT_SLOTS));
+            let (short, long) = (self.short_ms, self.long_ms);
+            let mix = &mut subject(&mut self.agents, a, short, long).mix;
+            let i = match mix.iter().position(|(k, _)| k == s.kind) {
+                Some(i) => i,
+                None => {
+                    mix.push((s.kind.to_string(), Counts::new(short, SHORT_SLOTS)));
+                    mix.len() - 1
                 }
-                if let Some(c) = kinds.get_mut(s.kind) {
-                    c.add(at, outcome != Outcome::Succeeded);
-                }
-            }
+            };
+            mix[i].1.add(at, outcome != Outcome::Succeeded);
         }
         self.each(at, s, agent, |b| {
             b.done += 1;
@@ -214,7 +291,8 @@ impl Stats {
     ) {
         let (short, long) = (self.short_ms, self.long_ms);
         self.last_at = self.last_at.max(at);
-        subject(&mut self.workflows, name, short, long).apply(at, |b| {
+        let slot = self.slot_of(at);
+        subject(&mut self.workflows, name, short, long).apply(at, slot, |b: &mut Bucket| {
             b.done += 1;
             b.run.record(ms);
             if !succeeded {
@@ -249,13 +327,9 @@ impl Stats {
             (&mut self.kinds, &other.kinds),
             (&mut self.workflows, &other.workflows),
         ] {
-            for (name, s) in theirs {
+            for (name, s) in theirs.sorted() {
                 match mine.get_mut(name) {
-                    Some(m) => {
-                        m.short.merge(&s.short);
-                        m.long.merge(&s.long);
-                        m.total.merge(&s.total);
-                    }
+                    Some(m) => m.merge(s),
                     None => {
                         mine.insert(name.clone(), s.clone());
                     }

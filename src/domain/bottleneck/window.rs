@@ -109,6 +109,10 @@ pub struct Bucket {
     pub arrivals: u64,
     /// Steps given to an agent.
     pub assigned: u64,
+    /// Assigned steps that came back to the queue (declined, agent lost):
+    /// the same work again, so `assigned − requeued` is the net drain.
+    #[serde(default)]
+    pub requeued: u64,
     /// Attempts that ended (succeeded, failed or timed out).
     pub done: u64,
     pub failed: u64,
@@ -123,6 +127,7 @@ impl Bucket {
         self.slot = slot;
         self.arrivals = 0;
         self.assigned = 0;
+        self.requeued = 0;
         self.done = 0;
         self.failed = 0;
         self.timed_out = 0;
@@ -134,6 +139,7 @@ impl Bucket {
     pub fn merge(&mut self, o: &Bucket) {
         self.arrivals += o.arrivals;
         self.assigned += o.assigned;
+        self.requeued += o.requeued;
         self.done += o.done;
         self.failed += o.failed;
         self.timed_out += o.timed_out;
@@ -158,6 +164,13 @@ fn ratio(a: u64, b: u64) -> f64 {
     } else {
         a as f64 / b as f64
     }
+}
+
+/// A slot number and its ring position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slot {
+    slot: i64,
+    idx: usize,
 }
 
 /// A window of `len_us` as a ring of `buckets.len()` sub-intervals.
@@ -189,15 +202,55 @@ impl Rolling {
 
     /// The bucket of event time `at`, or None when `at` is older than the ring.
     pub fn at(&mut self, at: Timestamp) -> Option<&mut Bucket> {
+        let s = self.slot_of(at);
+        self.at_evicting(s, |_, _| {})
+    }
+
+    /// Where event time `at` falls in rings of this shape (computed once
+    /// per observation for all the subjects it touches).
+    pub fn slot_of(&self, at: Timestamp) -> Slot {
         let slot = at.0.div_euclid(self.sub_us);
-        let i = slot.rem_euclid(self.buckets.len() as i64) as usize;
+        Slot {
+            slot,
+            idx: slot.rem_euclid(self.buckets.len() as i64) as usize,
+        }
+    }
+
+    /// Like [`Rolling::at`]; a bucket that still holds an older slot is
+    /// handed to `evict` (with that slot's start time) before it is reset.
+    /// `s` must come from [`Rolling::slot_of`] of a ring of the same shape.
+    pub fn at_evicting(
+        &mut self,
+        s: Slot,
+        mut evict: impl FnMut(Timestamp, &Bucket),
+    ) -> Option<&mut Bucket> {
+        let (slot, i) = (s.slot, s.idx);
+        let sub_us = self.sub_us;
         let b = &mut self.buckets[i];
         if b.slot < slot {
+            if b.slot != i64::MIN {
+                evict(Timestamp(b.slot.saturating_mul(sub_us)), b);
+            }
             b.reset(slot);
         } else if b.slot > slot {
             return None;
         }
         Some(b)
+    }
+
+    /// Adds to `out` the buckets that start at or after `from`, no later
+    /// than `now`, and end by `until` (event times).
+    pub fn add_range(&self, out: &mut Bucket, from: Timestamp, now: Timestamp, until: Timestamp) {
+        for b in &self.buckets {
+            if b.slot == i64::MIN {
+                continue;
+            }
+            let start = b.slot.saturating_mul(self.sub_us);
+            let end = start.saturating_add(self.sub_us);
+            if start >= from.0 && start <= now.0 && end <= until.0 {
+                out.merge(b);
+            }
+        }
     }
 
     /// Everything observed in the window ending at `now` (the current

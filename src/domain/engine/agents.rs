@@ -285,7 +285,7 @@ impl PartitionState {
                         }
                     }
                     self.scheduler.release(&l.agent_id);
-                    self.on_ready(&r.workflow_id, &r.step_id, r.attempt, now);
+                    self.enqueue_ready(&r.workflow_id, &r.step_id, r.attempt, now, false);
                 }
             }
             Payload::AgentDeregistered(d) => self.update_agent(&d.agent_id, |a| a.draining = true),
@@ -395,7 +395,7 @@ impl PartitionState {
         }
         ready.sort();
         for (at, wf, step, attempt) in ready {
-            self.on_ready(&wf, &step, attempt, at.unwrap_or_default());
+            self.enqueue_ready(&wf, &step, attempt, at.unwrap_or_default(), false);
         }
     }
 }

@@ -174,7 +174,7 @@ impl PartitionState {
                 }
                 self.scheduler.release(&r.agent_id);
                 self.mark_saturated(&r.agent_id);
-                self.on_ready(&r.workflow_id, &r.step_id, r.attempt, now);
+                self.enqueue_ready(&r.workflow_id, &r.step_id, r.attempt, now, false);
             }
             P::RetryScheduled(r) => {
                 let Some(wf) = self.workflows.get_mut(&r.workflow_id) else {
@@ -253,12 +253,28 @@ impl PartitionState {
             .map(|wf| &mut wf.steps[i])
     }
 
+    /// A step attempt enters its pool's queue as new demand (first
+    /// readiness or a retry).
     pub(crate) fn on_ready(
         &mut self,
         workflow_id: &str,
         step_id: &str,
         attempt: i32,
         now: Timestamp,
+    ) {
+        self.enqueue_ready(workflow_id, step_id, attempt, now, true);
+    }
+
+    /// Queues a ready attempt; `demand` is false for a requeue (declined, or
+    /// its agent was lost, or rebuilt after a restart), which is the same
+    /// work again and must not count as an arrival.
+    pub(crate) fn enqueue_ready(
+        &mut self,
+        workflow_id: &str,
+        step_id: &str,
+        attempt: i32,
+        now: Timestamp,
+        demand: bool,
     ) {
         let seq = self.next_ready_seq;
         let Some(wf) = self.workflows.get_mut(workflow_id) else {
@@ -298,7 +314,9 @@ impl PartitionState {
         self.next_ready_seq += 1;
         self.scheduler.enqueue(ready);
         self.mark_dirty(workflow_id);
-        self.observe_arrival(workflow_id, i, now);
+        if demand {
+            self.observe_arrival(workflow_id, i, now);
+        }
     }
 
     /// Ends a held attempt: clears its timeout timer. Returns the step index and pool.

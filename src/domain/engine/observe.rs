@@ -65,6 +65,16 @@ impl PartitionState {
             P::WorkflowFailed(x) => return self.observe_end(&x.workflow_id, now, false, None),
             P::WorkflowCancelled(x) => return self.observe_end(&x.workflow_id, now, false, None),
             P::WorkflowTimedOut(x) => return self.observe_end(&x.workflow_id, now, false, None),
+            P::StepRejectedByAgent(r) => {
+                self.observe_requeue(&r.workflow_id, &r.step_id, now);
+                return;
+            }
+            P::AgentLost(l) => {
+                for s in &l.requeued {
+                    self.observe_requeue(&s.workflow_id, &s.step_id, now);
+                }
+                return;
+            }
             P::BottleneckDetected(d) => {
                 self.bottlenecks.detected(d);
                 return;
@@ -123,6 +133,27 @@ impl PartitionState {
         }
     }
 
+    fn observe_requeue(&mut self, workflow_id: &str, step_id: &str, now: Timestamp) {
+        let Some(wf) = self.workflows.get(workflow_id) else {
+            return;
+        };
+        let Some(i) = wf.step_index(step_id) else {
+            return;
+        };
+        if !wf.steps[i].status.is_held() {
+            return;
+        }
+        let def = &wf.definition.steps[i];
+        self.bottlenecks.requeued(
+            now,
+            StepFacts {
+                pool: def.pool.as_deref().unwrap_or("default"),
+                capabilities: &def.capabilities,
+                kind: def.kind_or_id(),
+            },
+        );
+    }
+
     fn observe_end(&mut self, id: &str, now: Timestamp, ok: bool, usage: Option<&Usage>) {
         let Some(wf) = self.workflows.get(id) else {
             return;
@@ -173,16 +204,17 @@ impl PartitionState {
             g.agents += 1;
         }
         let mut starved = Vec::new();
-        let mut longest: BTreeMap<String, usize> = BTreeMap::new();
         for c in self.scheduler.class_stats() {
             let g = pools.entry(c.pool.clone()).or_insert_with(|| PoolGauge {
                 pool: c.pool.clone(),
                 ..PoolGauge::default()
             });
             g.queued += c.queued as u64;
-            if longest.get(&c.pool).is_none_or(|&n| c.queued > n) {
-                longest.insert(c.pool.clone(), c.queued);
-                g.capabilities = c.capabilities.clone();
+            // New agents should serve every waiting class: the union.
+            for cap in &c.capabilities {
+                if let Err(at) = g.capabilities.binary_search(cap) {
+                    g.capabilities.insert(at, cap.clone());
+                }
             }
             // The scheduler counts only agents with room; starvation means no
             // live agent of the pool has the capabilities at all.
