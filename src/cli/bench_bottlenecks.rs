@@ -4,10 +4,11 @@
 //! - the decider's per-event cost (decide + evolve + detector ticks on the
 //!   `sim::decisions` workload) with the projection on and off;
 //! - the fold alone (replay's path) on the same facts, on and off;
-//! Times are the thread's CPU time (wall time where that is unavailable).
 //! - the projection's memory: its stored size and the process RSS growth
 //!   after 1× and then 10× more observations (flat when memory is bounded
 //!   by subjects, not history).
+//!
+//! Times are the thread's CPU time (wall time where that is unavailable).
 
 use std::hint::black_box;
 use std::time::Instant;
