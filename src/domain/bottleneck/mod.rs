@@ -31,7 +31,7 @@ pub use config::BottleneckConfig;
 pub use detect::{detect, Gauges, PoolGauge, RunningAttempt, Signal, StarvedClass};
 pub use hysteresis::Hysteresis;
 pub use keyed::Keyed;
-pub use stats::{Outcome, Stats, StepFacts, SubjectStats};
+pub use stats::{Outcome, Stats, StepFacts, StepIds, SubjectStats};
 pub use window::{Bucket, Hist, Rolling};
 
 use crate::domain::events::{BottleneckKind, SubjectType};

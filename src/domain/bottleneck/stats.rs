@@ -139,6 +139,8 @@ pub struct Stats {
     /// Finished workflows by definition name: `done`, `failed` (any end
     /// but success), `run` = accepted → finished, usage.
     pub workflows: Keyed<SubjectStats>,
+    #[serde(skip, default = "next_generation")]
+    generation: u64,
     /// The shape of every short ring (where an observation's slot is
     /// computed once).
     #[serde(skip, default = "short_template")]
@@ -149,6 +151,19 @@ pub struct Stats {
     /// started before the first observation use the observed span).
     pub first_at: Option<Timestamp>,
     pub last_at: Timestamp,
+}
+
+fn next_generation() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The subject ids of one step: its pool, its kind, each capability.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StepIds {
+    pub pool: u32,
+    pub kind: u32,
+    pub capabilities: Vec<u32>,
 }
 
 fn short_template() -> Rolling {
@@ -181,6 +196,7 @@ impl Stats {
             kinds: Keyed::default(),
             workflows: Keyed::default(),
             template: Rolling::new(short_ms, SHORT_SLOTS),
+            generation: next_generation(),
             active: BTreeMap::new(),
             recent: VecDeque::new(),
             first_at: None,
@@ -196,25 +212,52 @@ impl Stats {
         self.long_ms
     }
 
+    /// The ids of a step's subjects (created on first sight). Valid for
+    /// this projection only: see [`Stats::generation`].
+    pub fn step_ids(&mut self, s: StepFacts<'_>) -> StepIds {
+        let (short, long) = (self.short_ms, self.long_ms);
+        let new = || SubjectStats::new(short, long);
+        StepIds {
+            pool: self.pools.id(s.pool, new),
+            kind: self.kinds.id(s.kind, new),
+            capabilities: s
+                .capabilities
+                .iter()
+                .map(|c| self.capabilities.id(c, new))
+                .collect(),
+        }
+    }
+
+    /// Which projection instance ids belong to (process-unique; a cached id
+    /// of another generation must be looked up again).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     fn each(
         &mut self,
         at: Timestamp,
-        s: StepFacts<'_>,
+        s: &StepIds,
         agent: Option<&str>,
         f: impl Fn(&mut Bucket) + Copy,
     ) {
-        let (short, long) = (self.short_ms, self.long_ms);
         self.last_at = self.last_at.max(at);
         if self.first_at.is_none() {
             self.first_at = Some(at);
         }
         let slot = self.slot_of(at);
-        subject(&mut self.pools, s.pool, short, long).apply(at, slot, f);
-        for c in s.capabilities {
-            subject(&mut self.capabilities, c, short, long).apply(at, slot, f);
+        for table_id in [(&mut self.pools, s.pool), (&mut self.kinds, s.kind)] {
+            if let Some(x) = table_id.0.by_id(table_id.1) {
+                x.apply(at, slot, f);
+            }
         }
-        subject(&mut self.kinds, s.kind, short, long).apply(at, slot, f);
+        for &c in &s.capabilities {
+            if let Some(x) = self.capabilities.by_id(c) {
+                x.apply(at, slot, f);
+            }
+        }
         if let Some(a) = agent {
+            let (short, long) = (self.short_ms, self.long_ms);
             subject(&mut self.agents, a, short, long).apply(at, slot, f);
         }
     }
@@ -228,16 +271,26 @@ impl Stats {
 
     /// A step attempt became ready.
     pub fn arrival(&mut self, at: Timestamp, s: StepFacts<'_>) {
+        let ids = self.step_ids(s);
+        self.arrival_of(at, &ids);
+    }
+
+    pub fn arrival_of(&mut self, at: Timestamp, s: &StepIds) {
         self.each(at, s, None, |b| b.arrivals += 1);
     }
 
     /// An assigned step went back to the queue.
-    pub fn requeued(&mut self, at: Timestamp, s: StepFacts<'_>) {
+    pub fn requeued(&mut self, at: Timestamp, s: &StepIds) {
         self.each(at, s, None, |b| b.requeued += 1);
     }
 
     /// A ready step was given to `agent` after waiting `wait_ms`.
     pub fn assigned(&mut self, at: Timestamp, s: StepFacts<'_>, agent: &str, wait_ms: u64) {
+        let ids = self.step_ids(s);
+        self.assigned_of(at, &ids, agent, wait_ms);
+    }
+
+    pub fn assigned_of(&mut self, at: Timestamp, s: &StepIds, agent: &str, wait_ms: u64) {
         self.each(at, s, Some(agent), |b| {
             b.assigned += 1;
             b.wait.record(wait_ms);
@@ -254,13 +307,27 @@ impl Stats {
         outcome: Outcome,
         usage: Option<&Usage>,
     ) {
+        let ids = self.step_ids(s);
+        self.ended_of(at, &ids, agent, run_ms, outcome, usage);
+    }
+
+    pub fn ended_of(
+        &mut self,
+        at: Timestamp,
+        s: &StepIds,
+        agent: Option<&str>,
+        run_ms: u64,
+        outcome: Outcome,
+        usage: Option<&Usage>,
+    ) {
         if let Some(a) = agent {
             let (short, long) = (self.short_ms, self.long_ms);
+            let kind = self.kinds.name(s.kind).unwrap_or_default();
             let mix = &mut subject(&mut self.agents, a, short, long).mix;
-            let i = match mix.iter().position(|(k, _)| k == s.kind) {
+            let i = match mix.iter().position(|(k, _)| k.as_str() == kind) {
                 Some(i) => i,
                 None => {
-                    mix.push((s.kind.to_string(), Counts::new(short, SHORT_SLOTS)));
+                    mix.push((kind.to_string(), Counts::new(short, SHORT_SLOTS)));
                     mix.len() - 1
                 }
             };

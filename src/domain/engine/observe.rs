@@ -13,9 +13,11 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 use super::decide::{Ctx, Fact};
-use super::state::{PartitionState, StepStatus};
+use std::sync::Arc;
+
+use super::state::{PartitionState, StepStatus, WorkflowState};
 use crate::domain::bottleneck::{
-    detect, Gauges, Outcome, PoolGauge, RunningAttempt, Signal, StarvedClass, StepFacts,
+    detect, Gauges, Outcome, PoolGauge, RunningAttempt, Signal, StarvedClass, StepFacts, StepIds,
 };
 use crate::domain::events::*;
 
@@ -24,6 +26,38 @@ const EVAL_NAMESPACE: Uuid = Uuid::from_u128(0x9b2e_4d17_6a3c_4f08_b5e1_7c9d_2a6
 
 fn ms(from: Option<Timestamp>, to: Timestamp) -> u64 {
     from.map_or(0, |f| u64::try_from((to.0 - f.0) / 1000).unwrap_or(0))
+}
+
+/// The workflow and its steps' subject ids, interned in `stats` on first
+/// use and cached on the workflow (one hash look-up per observation, not
+/// one per subject).
+fn cached<'w>(
+    workflows: &'w mut foldhash::HashMap<String, WorkflowState>,
+    stats: &mut crate::domain::bottleneck::Stats,
+    id: &str,
+) -> Option<(&'w WorkflowState, Arc<[StepIds]>)> {
+    let wf = workflows.get_mut(id)?;
+    let generation = stats.generation();
+    let ids = match &wf.subject_ids.0 {
+        Some((g, ids)) if *g == generation => ids.clone(),
+        _ => {
+            let ids: Arc<[StepIds]> = wf
+                .definition
+                .steps
+                .iter()
+                .map(|d| {
+                    stats.step_ids(StepFacts {
+                        pool: d.pool.as_deref().unwrap_or("default"),
+                        capabilities: &d.capabilities,
+                        kind: d.kind_or_id(),
+                    })
+                })
+                .collect();
+            wf.subject_ids.0 = Some((generation, ids.clone()));
+            ids
+        }
+    };
+    Some((wf, ids))
 }
 
 impl PartitionState {
@@ -85,20 +119,14 @@ impl PartitionState {
             }
             _ => return,
         };
-        let Some(wf) = self.workflows.get(workflow_id.as_str()) else {
+        let stats = &mut self.bottlenecks;
+        let Some((wf, ids)) = cached(&mut self.workflows, stats, workflow_id) else {
             return;
         };
         let Some(i) = wf.step_index(step_id) else {
             return;
         };
-        let def = &wf.definition.steps[i];
-        let s = &wf.steps[i];
-        let facts = StepFacts {
-            pool: def.pool.as_deref().unwrap_or("default"),
-            capabilities: &def.capabilities,
-            kind: def.kind_or_id(),
-        };
-        let stats = &mut self.bottlenecks;
+        let (s, ids) = (&wf.steps[i], &ids[i]);
         match outcome {
             None => {
                 // Readied in the same decision (no StepReady journalled): no
@@ -109,7 +137,7 @@ impl PartitionState {
                     0
                 };
                 if let Some(a) = agent {
-                    stats.assigned(now, facts, a, wait);
+                    stats.assigned_of(now, ids, a, wait);
                 }
             }
             Some(outcome) => {
@@ -121,9 +149,9 @@ impl PartitionState {
                     (Some(st), Some(asg)) if st >= asg => Some(st),
                     (_, asg) => asg,
                 };
-                stats.ended(
+                stats.ended_of(
                     now,
-                    facts,
+                    ids,
                     agent.map(String::as_str),
                     ms(start, now),
                     outcome,
@@ -134,24 +162,16 @@ impl PartitionState {
     }
 
     fn observe_requeue(&mut self, workflow_id: &str, step_id: &str, now: Timestamp) {
-        let Some(wf) = self.workflows.get(workflow_id) else {
+        let stats = &mut self.bottlenecks;
+        let Some((wf, ids)) = cached(&mut self.workflows, stats, workflow_id) else {
             return;
         };
         let Some(i) = wf.step_index(step_id) else {
             return;
         };
-        if !wf.steps[i].status.is_held() {
-            return;
+        if wf.steps[i].status.is_held() {
+            stats.requeued(now, &ids[i]);
         }
-        let def = &wf.definition.steps[i];
-        self.bottlenecks.requeued(
-            now,
-            StepFacts {
-                pool: def.pool.as_deref().unwrap_or("default"),
-                capabilities: &def.capabilities,
-                kind: def.kind_or_id(),
-            },
-        );
     }
 
     fn observe_end(&mut self, id: &str, now: Timestamp, ok: bool, usage: Option<&Usage>) {
@@ -171,18 +191,12 @@ impl PartitionState {
         if !self.config.bottleneck.enabled {
             return;
         }
-        let Some(wf) = self.workflows.get(workflow_id) else {
-            return;
-        };
-        let def = &wf.definition.steps[i];
-        self.bottlenecks.arrival(
-            now,
-            StepFacts {
-                pool: def.pool.as_deref().unwrap_or("default"),
-                capabilities: &def.capabilities,
-                kind: def.kind_or_id(),
-            },
-        );
+        let stats = &mut self.bottlenecks;
+        if let Some((_, ids)) = cached(&mut self.workflows, stats, workflow_id) {
+            if let Some(ids) = ids.get(i) {
+                stats.arrival_of(now, ids);
+            }
+        }
     }
 
     /// What the detectors need besides the projection, as of `now`.

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::EngineConfig;
 use super::timers::TimerKey;
-use crate::domain::bottleneck::{Hysteresis, Stats};
+use crate::domain::bottleneck::{Hysteresis, Stats, StepIds};
 use crate::domain::events::{
     AgentHealth, EventId, JsonText, Timestamp, Usage, WorkflowDefinition, WorkflowStatus,
 };
@@ -117,6 +117,21 @@ pub struct WorkflowState {
     pub seq: u64,
     #[serde(skip)]
     pub dag: Option<Arc<Dag>>,
+    /// Soft cache: the ids of each step's subjects in the partition's
+    /// bottleneck projection (see `observe.rs`). Never stored, never compared.
+    #[serde(skip)]
+    pub(crate) subject_ids: SubjectIds,
+}
+
+/// Per-step subject ids with the projection generation they belong to.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SubjectIds(pub(crate) Option<(u64, Arc<[StepIds]>)>);
+
+impl PartialEq for SubjectIds {
+    /// A cache: equal whatever it holds, so states compare by content.
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl WorkflowState {
@@ -144,6 +159,7 @@ impl WorkflowState {
             reason: None,
             seq,
             dag: Some(dag),
+            subject_ids: SubjectIds::default(),
         }
     }
 
