@@ -5,8 +5,10 @@
 
 use std::sync::Arc;
 
+use super::observe::subject_ids;
 use super::state::{PartitionState, StepStatus, WorkflowState};
 use super::timers::TimerKey;
+use crate::domain::bottleneck::Outcome;
 use crate::domain::events::*;
 use crate::domain::scheduler::{ReadyStep, StepKey};
 use crate::domain::workflow::{validate, Limits};
@@ -16,6 +18,10 @@ const REPLAY_LIMITS: Limits = Limits {
     max_steps: usize::MAX,
     max_input_bytes: usize::MAX,
 };
+
+fn ms_u64(from: Option<Timestamp>, to: Timestamp) -> u64 {
+    from.map_or(0, |f| u64::try_from((to.0 - f.0) / 1000).unwrap_or(0))
+}
 
 fn ms_between(from: Option<Timestamp>, to: Timestamp) -> f64 {
     from.map_or(0.0, |f| (to.0 - f.0).max(0) as f64 / 1000.0)
@@ -95,6 +101,14 @@ impl PartitionState {
                 let Some(i) = wf.step_index(&a.step_id) else {
                     return;
                 };
+                if self.config.bottleneck.enabled {
+                    // Ready since `ready_at` (set just now when readied by
+                    // this assignment, so the wait is 0).
+                    let wait = ms_u64(wf.steps[i].ready_at, now);
+                    let ids = subject_ids(wf, &mut self.bottlenecks);
+                    self.bottlenecks
+                        .assigned_of(now, &ids[i], &a.agent_id, wait);
+                }
                 let s = &mut wf.steps[i];
                 s.status = StepStatus::Assigned;
                 s.attempt = a.attempt;
@@ -129,6 +143,14 @@ impl PartitionState {
                 let Some((i, pool)) = self.end_attempt(&r.workflow_id, &r.step_id, now) else {
                     return;
                 };
+                self.observe_ended(
+                    &r.workflow_id,
+                    i,
+                    Some(&r.agent_id),
+                    now,
+                    Outcome::Succeeded,
+                    Some(&r.usage),
+                );
                 let latency = {
                     let wf = &self.workflows[&r.workflow_id];
                     ms_between(wf.steps[i].assigned_at, now)
@@ -155,9 +177,14 @@ impl PartitionState {
                 self.scheduler.record_outcome(&r.agent_id, true, latency);
                 self.clear_saturated(&r.agent_id);
             }
-            P::StepFailed(r) => {
-                self.on_attempt_failed(&r.workflow_id, &r.step_id, Some(&r.agent_id), &r.error, now)
-            }
+            P::StepFailed(r) => self.on_attempt_failed(
+                &r.workflow_id,
+                &r.step_id,
+                Some(&r.agent_id),
+                &r.error,
+                now,
+                Outcome::Failed,
+            ),
             P::StepTimedOut(t) => {
                 let error = format!("timed out after {} ms", t.timeout_ms);
                 self.on_attempt_failed(
@@ -166,12 +193,14 @@ impl PartitionState {
                     t.agent_id.as_deref(),
                     &error,
                     now,
+                    Outcome::TimedOut,
                 )
             }
             P::StepRejectedByAgent(r) => {
-                if self.end_attempt(&r.workflow_id, &r.step_id, now).is_none() {
+                let Some((i, _)) = self.end_attempt(&r.workflow_id, &r.step_id, now) else {
                     return;
-                }
+                };
+                self.observe_requeued(&r.workflow_id, i, now);
                 self.scheduler.release(&r.agent_id);
                 self.mark_saturated(&r.agent_id);
                 self.enqueue_ready(&r.workflow_id, &r.step_id, r.attempt, now, false);
@@ -283,6 +312,10 @@ impl PartitionState {
         let Some(i) = wf.step_index(step_id) else {
             return;
         };
+        if demand && self.config.bottleneck.enabled {
+            let ids = subject_ids(wf, &mut self.bottlenecks);
+            self.bottlenecks.arrival_of(now, &ids[i]);
+        }
         let def = &wf.definition.steps[i];
         let s = &mut wf.steps[i];
         s.status = StepStatus::Ready;
@@ -314,9 +347,6 @@ impl PartitionState {
         self.next_ready_seq += 1;
         self.scheduler.enqueue(ready);
         self.mark_dirty(workflow_id);
-        if demand {
-            self.observe_arrival(workflow_id, i, now);
-        }
     }
 
     /// Ends a held attempt: clears its timeout timer. Returns the step index and pool.
@@ -355,10 +385,12 @@ impl PartitionState {
         agent: Option<&str>,
         error: &str,
         now: Timestamp,
+        outcome: Outcome,
     ) {
         let Some((i, _)) = self.end_attempt(workflow_id, step_id, now) else {
             return;
         };
+        self.observe_ended(workflow_id, i, agent, now, outcome, None);
         if let Some(wf) = self.workflows.get_mut(workflow_id) {
             wf.steps[i].status = StepStatus::Failed;
             wf.steps[i].last_error = Some(error.to_string());

@@ -15,9 +15,10 @@ use uuid::Uuid;
 use super::decide::{Ctx, Fact};
 use std::sync::Arc;
 
-use super::state::{PartitionState, StepStatus, WorkflowState};
+use super::state::{PartitionState, WorkflowState};
 use crate::domain::bottleneck::{
-    detect, Gauges, Outcome, PoolGauge, RunningAttempt, Signal, StarvedClass, StepFacts, StepIds,
+    detect, Gauges, Outcome, PoolGauge, RunningAttempt, Signal, StarvedClass, Stats, StepFacts,
+    StepIds,
 };
 use crate::domain::events::*;
 
@@ -28,17 +29,11 @@ fn ms(from: Option<Timestamp>, to: Timestamp) -> u64 {
     from.map_or(0, |f| u64::try_from((to.0 - f.0) / 1000).unwrap_or(0))
 }
 
-/// The workflow and its steps' subject ids, interned in `stats` on first
-/// use and cached on the workflow (one hash look-up per observation, not
-/// one per subject).
-fn cached<'w>(
-    workflows: &'w mut foldhash::HashMap<String, WorkflowState>,
-    stats: &mut crate::domain::bottleneck::Stats,
-    id: &str,
-) -> Option<(&'w WorkflowState, Arc<[StepIds]>)> {
-    let wf = workflows.get_mut(id)?;
+/// The subject ids of a workflow's steps, interned in `stats` on first use
+/// and cached on the workflow (so an observation hashes no subject name).
+pub(crate) fn subject_ids(wf: &mut WorkflowState, stats: &mut Stats) -> Arc<[StepIds]> {
     let generation = stats.generation();
-    let ids = match &wf.subject_ids.0 {
+    match &wf.subject_ids.0 {
         Some((g, ids)) if *g == generation => ids.clone(),
         _ => {
             let ids: Arc<[StepIds]> = wf
@@ -56,121 +51,86 @@ fn cached<'w>(
             wf.subject_ids.0 = Some((generation, ids.clone()));
             ids
         }
-    };
-    Some((wf, ids))
+    }
 }
 
 impl PartitionState {
-    /// Folds what a fact says about waits, runs and findings (before `evolve`
-    /// applies it to the workflow).
+    /// Folds what a fact says about requeues, finished workflows and
+    /// findings (before `evolve` applies it). Waits, runs and arrivals are
+    /// observed inside `evolve` where it already holds the workflow.
     pub(crate) fn observe(&mut self, e: &Envelope) {
         if !self.config.bottleneck.enabled {
             return;
         }
         let now = e.occurred_at;
         use Payload as P;
-        let (workflow_id, step_id, agent, outcome, usage) = match &e.payload {
-            P::StepAssigned(a) => (&a.workflow_id, &a.step_id, Some(&a.agent_id), None, None),
-            P::StepSucceeded(r) => (
-                &r.workflow_id,
-                &r.step_id,
-                Some(&r.agent_id),
-                Some(Outcome::Succeeded),
-                Some(&r.usage),
-            ),
-            P::StepFailed(r) => (
-                &r.workflow_id,
-                &r.step_id,
-                Some(&r.agent_id),
-                Some(Outcome::Failed),
-                None,
-            ),
-            P::StepTimedOut(t) => (
-                &t.workflow_id,
-                &t.step_id,
-                t.agent_id.as_ref(),
-                Some(Outcome::TimedOut),
-                None,
-            ),
-            P::WorkflowSucceeded(x) => {
-                self.observe_end(&x.workflow_id, now, true, Some(&x.usage));
-                return;
-            }
-            P::WorkflowFailed(x) => return self.observe_end(&x.workflow_id, now, false, None),
-            P::WorkflowCancelled(x) => return self.observe_end(&x.workflow_id, now, false, None),
-            P::WorkflowTimedOut(x) => return self.observe_end(&x.workflow_id, now, false, None),
-            P::StepRejectedByAgent(r) => {
-                self.observe_requeue(&r.workflow_id, &r.step_id, now);
-                return;
-            }
+        match &e.payload {
+            P::WorkflowSucceeded(x) => self.observe_end(&x.workflow_id, now, true, Some(&x.usage)),
+            P::WorkflowFailed(x) => self.observe_end(&x.workflow_id, now, false, None),
+            P::WorkflowCancelled(x) => self.observe_end(&x.workflow_id, now, false, None),
+            P::WorkflowTimedOut(x) => self.observe_end(&x.workflow_id, now, false, None),
             P::AgentLost(l) => {
                 for s in &l.requeued {
-                    self.observe_requeue(&s.workflow_id, &s.step_id, now);
-                }
-                return;
-            }
-            P::BottleneckDetected(d) => {
-                self.bottlenecks.detected(d);
-                return;
-            }
-            P::BottleneckResolved(r) => {
-                self.bottlenecks.resolved(r);
-                return;
-            }
-            _ => return,
-        };
-        let stats = &mut self.bottlenecks;
-        let Some((wf, ids)) = cached(&mut self.workflows, stats, workflow_id) else {
-            return;
-        };
-        let Some(i) = wf.step_index(step_id) else {
-            return;
-        };
-        let (s, ids) = (&wf.steps[i], &ids[i]);
-        match outcome {
-            None => {
-                // Readied in the same decision (no StepReady journalled): no
-                // wait; `evolve` counts its arrival through `on_ready`.
-                let wait = if s.status == StepStatus::Ready {
-                    ms(s.ready_at, now)
-                } else {
-                    0
-                };
-                if let Some(a) = agent {
-                    stats.assigned_of(now, ids, a, wait);
+                    let held = self.workflows.get(&s.workflow_id).and_then(|wf| {
+                        let i = wf.step_index(&s.step_id)?;
+                        wf.steps[i].status.is_held().then_some(i)
+                    });
+                    if let Some(i) = held {
+                        self.observe_requeued(&s.workflow_id, i, now);
+                    }
                 }
             }
-            Some(outcome) => {
-                if !s.status.is_held() {
-                    return;
-                }
-                // A start of an earlier attempt does not count for this one.
-                let start = match (s.started_at, s.assigned_at) {
-                    (Some(st), Some(asg)) if st >= asg => Some(st),
-                    (_, asg) => asg,
-                };
-                stats.ended_of(
-                    now,
-                    ids,
-                    agent.map(String::as_str),
-                    ms(start, now),
-                    outcome,
-                    usage,
-                );
-            }
+            P::BottleneckDetected(d) => self.bottlenecks.detected(d),
+            P::BottleneckResolved(r) => self.bottlenecks.resolved(r),
+            _ => {}
         }
     }
 
-    fn observe_requeue(&mut self, workflow_id: &str, step_id: &str, now: Timestamp) {
-        let stats = &mut self.bottlenecks;
-        let Some((wf, ids)) = cached(&mut self.workflows, stats, workflow_id) else {
+    /// An attempt of step `i` ended (called by `evolve` before the step
+    /// leaves its held state; its assigned and started times are still this
+    /// attempt's).
+    pub(crate) fn observe_ended(
+        &mut self,
+        workflow_id: &str,
+        i: usize,
+        agent: Option<&str>,
+        now: Timestamp,
+        outcome: Outcome,
+        usage: Option<&Usage>,
+    ) {
+        if !self.config.bottleneck.enabled {
+            return;
+        }
+        let Some(wf) = self.workflows.get_mut(workflow_id) else {
             return;
         };
-        let Some(i) = wf.step_index(step_id) else {
+        let Some(s) = wf.steps.get(i) else {
             return;
         };
-        if wf.steps[i].status.is_held() {
-            stats.requeued(now, &ids[i]);
+        if !s.status.is_held() {
+            return;
+        }
+        // A start of an earlier attempt does not count for this one.
+        let start = match (s.started_at, s.assigned_at) {
+            (Some(st), Some(asg)) if st >= asg => Some(st),
+            (_, asg) => asg,
+        };
+        let run = ms(start, now);
+        let ids = subject_ids(wf, &mut self.bottlenecks);
+        self.bottlenecks
+            .ended_of(now, &ids[i], agent, run, outcome, usage);
+    }
+
+    /// An assigned attempt of step `i` went back to the queue.
+    pub(crate) fn observe_requeued(&mut self, workflow_id: &str, i: usize, now: Timestamp) {
+        if !self.config.bottleneck.enabled {
+            return;
+        }
+        if let Some(wf) = self.workflows.get_mut(workflow_id) {
+            let ids = subject_ids(wf, &mut self.bottlenecks);
+            if let Some(ids) = ids.get(i) {
+                self.bottlenecks.requeued(now, ids);
+            }
         }
     }
 
@@ -184,19 +144,6 @@ impl PartitionState {
         let ms = ms(Some(wf.accepted_at), now);
         self.bottlenecks
             .workflow_ended(now, &wf.definition.name, ms, ok, usage);
-    }
-
-    /// Counts a step arrival (called where a step becomes ready).
-    pub(crate) fn observe_arrival(&mut self, workflow_id: &str, i: usize, now: Timestamp) {
-        if !self.config.bottleneck.enabled {
-            return;
-        }
-        let stats = &mut self.bottlenecks;
-        if let Some((_, ids)) = cached(&mut self.workflows, stats, workflow_id) {
-            if let Some(ids) = ids.get(i) {
-                stats.arrival_of(now, ids);
-            }
-        }
     }
 
     /// What the detectors need besides the projection, as of `now`.
