@@ -234,13 +234,9 @@ impl Stats {
         self.generation
     }
 
-    fn each(
-        &mut self,
-        at: Timestamp,
-        s: &StepIds,
-        agent: Option<&str>,
-        f: impl Fn(&mut Bucket) + Copy,
-    ) {
+    /// Applies `f` to the current bucket of the step's pool, kind and
+    /// capabilities; returns the slot (for the agent's, see `ended_of`).
+    fn each(&mut self, at: Timestamp, s: &StepIds, f: impl Fn(&mut Bucket) + Copy) -> Slot {
         self.last_at = self.last_at.max(at);
         if self.first_at.is_none() {
             self.first_at = Some(at);
@@ -256,10 +252,7 @@ impl Stats {
                 x.apply(at, slot, f);
             }
         }
-        if let Some(a) = agent {
-            let (short, long) = (self.short_ms, self.long_ms);
-            subject(&mut self.agents, a, short, long).apply(at, slot, f);
-        }
+        slot
     }
 
     fn slot_of(&mut self, at: Timestamp) -> Slot {
@@ -276,12 +269,12 @@ impl Stats {
     }
 
     pub fn arrival_of(&mut self, at: Timestamp, s: &StepIds) {
-        self.each(at, s, None, |b| b.arrivals += 1);
+        self.each(at, s, |b| b.arrivals += 1);
     }
 
     /// An assigned step went back to the queue.
     pub fn requeued(&mut self, at: Timestamp, s: &StepIds) {
-        self.each(at, s, None, |b| b.requeued += 1);
+        self.each(at, s, |b| b.requeued += 1);
     }
 
     /// A ready step was given to `agent` after waiting `wait_ms`.
@@ -291,10 +284,13 @@ impl Stats {
     }
 
     pub fn assigned_of(&mut self, at: Timestamp, s: &StepIds, agent: &str, wait_ms: u64) {
-        self.each(at, s, Some(agent), |b| {
+        let f = |b: &mut Bucket| {
             b.assigned += 1;
             b.wait.record(wait_ms);
-        });
+        };
+        let slot = self.each(at, s, f);
+        let (short, long) = (self.short_ms, self.long_ms);
+        subject(&mut self.agents, agent, short, long).apply(at, slot, f);
     }
 
     /// An attempt ended after running `run_ms`.
@@ -320,20 +316,7 @@ impl Stats {
         outcome: Outcome,
         usage: Option<&Usage>,
     ) {
-        if let Some(a) = agent {
-            let (short, long) = (self.short_ms, self.long_ms);
-            let kind = self.kinds.name(s.kind).unwrap_or_default();
-            let mix = &mut subject(&mut self.agents, a, short, long).mix;
-            let i = match mix.iter().position(|(k, _)| k.as_str() == kind) {
-                Some(i) => i,
-                None => {
-                    mix.push((kind.to_string(), Counts::new(short, SHORT_SLOTS)));
-                    mix.len() - 1
-                }
-            };
-            mix[i].1.add(at, outcome != Outcome::Succeeded);
-        }
-        self.each(at, s, agent, |b| {
+        let f = |b: &mut Bucket| {
             b.done += 1;
             b.run.record(run_ms);
             match outcome {
@@ -344,7 +327,24 @@ impl Stats {
             if let Some(u) = usage {
                 b.usage.add(u);
             }
-        });
+        };
+        let slot = self.each(at, s, f);
+        let Some(agent) = agent else {
+            return;
+        };
+        let (short, long) = (self.short_ms, self.long_ms);
+        let kind = self.kinds.name(s.kind).unwrap_or_default();
+        let a = subject(&mut self.agents, agent, short, long);
+        a.apply(at, slot, f);
+        let i = match a.mix.iter().position(|(k, _)| k == kind) {
+            Some(i) => i,
+            None => {
+                a.mix
+                    .push((kind.to_string(), Counts::new(short, SHORT_SLOTS)));
+                a.mix.len() - 1
+            }
+        };
+        a.mix[i].1.add_at(slot, outcome != Outcome::Succeeded);
     }
 
     /// A workflow of definition `name` ended after `ms` since acceptance.

@@ -312,8 +312,16 @@ impl Counts {
 
     pub fn add(&mut self, at: Timestamp, failed: bool) {
         let slot = at.0.div_euclid(self.sub_us);
-        let i = slot.rem_euclid(self.slots.len() as i64) as usize;
-        let s = &mut self.slots[i];
+        let idx = slot.rem_euclid(self.slots.len() as i64) as usize;
+        self.add_at(Slot { slot, idx }, failed);
+    }
+
+    /// [`Counts::add`] with the slot of a [`Rolling`] of the same shape.
+    pub fn add_at(&mut self, at: Slot, failed: bool) {
+        let (slot, i) = (at.slot, at.idx);
+        let Some(s) = self.slots.get_mut(i) else {
+            return;
+        };
         if s.0 < slot {
             *s = (slot, 0, 0);
         } else if s.0 > slot {
