@@ -4,19 +4,12 @@
 //! The determinism guard: the engine's store must equal a replay.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use serde_json::Value;
 
-fn baton(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_baton"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("BATON_BROKERS")
-        .output()
-        .unwrap()
-}
+mod common;
+
+use common::baton;
 
 fn json(dir: &Path, args: &[&str]) -> Value {
     let o = baton(dir, args);

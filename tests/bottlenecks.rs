@@ -5,19 +5,13 @@
 //! the history the demo left.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use serde_json::Value;
 
-fn baton(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_baton"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("BATON_BROKERS")
-        .output()
-        .unwrap()
-}
+mod common;
+
+use common::baton;
 
 fn ok(dir: &Path, args: &[&str]) -> String {
     let o = baton(dir, args);
