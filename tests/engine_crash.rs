@@ -161,8 +161,11 @@ async fn engine_survives_sigkill_with_effectively_once_results() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        // Short lifetimes: the work must outlast several kills.
-        std::thread::sleep(Duration::from_millis(fastrand::u64(30..300)));
+        // Short lifetimes: the work must outlast several kills. Later rounds
+        // live a little longer, so a slow start on a loaded machine (no
+        // journal write before the kill) cannot make every round a no-op.
+        let lifetime = fastrand::u64(30..300) + 120 * round;
+        std::thread::sleep(Duration::from_millis(lifetime));
         child.kill().unwrap();
         child.wait().unwrap();
         let log = EmbeddedLog::open(EmbeddedConfig::read_only(dir.path().join("log"))).unwrap();
