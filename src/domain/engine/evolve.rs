@@ -105,9 +105,9 @@ impl PartitionState {
                     // Ready since `ready_at` (set just now when readied by
                     // this assignment, so the wait is 0).
                     let wait = ms_u64(wf.steps[i].ready_at, now);
-                    let ids = subject_ids(wf, &mut self.bottlenecks);
-                    self.bottlenecks
-                        .assigned_of(now, &ids[i], &a.agent_id, wait);
+                    if let Some(ids) = subject_ids(wf, &mut self.bottlenecks).get(i) {
+                        self.bottlenecks.assigned_of(now, ids, &a.agent_id, wait);
+                    }
                 }
                 let s = &mut wf.steps[i];
                 s.status = StepStatus::Assigned;
@@ -313,8 +313,9 @@ impl PartitionState {
             return;
         };
         if demand && self.config.bottleneck.enabled {
-            let ids = subject_ids(wf, &mut self.bottlenecks);
-            self.bottlenecks.arrival_of(now, &ids[i]);
+            if let Some(ids) = subject_ids(wf, &mut self.bottlenecks).get(i) {
+                self.bottlenecks.arrival_of(now, ids);
+            }
         }
         let def = &wf.definition.steps[i];
         let s = &mut wf.steps[i];

@@ -31,26 +31,27 @@ fn ms(from: Option<Timestamp>, to: Timestamp) -> u64 {
 
 /// The subject ids of a workflow's steps, interned in `stats` on first use
 /// and cached on the workflow (so an observation hashes no subject name).
-pub(crate) fn subject_ids(wf: &mut WorkflowState, stats: &mut Stats) -> Arc<[StepIds]> {
+pub(crate) fn subject_ids<'w>(wf: &'w mut WorkflowState, stats: &mut Stats) -> &'w [StepIds] {
     let generation = stats.generation();
-    match &wf.subject_ids.0 {
-        Some((g, ids)) if *g == generation => ids.clone(),
-        _ => {
-            let ids: Arc<[StepIds]> = wf
-                .definition
-                .steps
-                .iter()
-                .map(|d| {
-                    stats.step_ids(StepFacts {
-                        pool: d.pool.as_deref().unwrap_or("default"),
-                        capabilities: &d.capabilities,
-                        kind: d.kind_or_id(),
-                    })
+    let fresh = matches!(&wf.subject_ids.0, Some((g, _)) if *g == generation);
+    if !fresh {
+        let ids: Arc<[StepIds]> = wf
+            .definition
+            .steps
+            .iter()
+            .map(|d| {
+                stats.step_ids(StepFacts {
+                    pool: d.pool.as_deref().unwrap_or("default"),
+                    capabilities: &d.capabilities,
+                    kind: d.kind_or_id(),
                 })
-                .collect();
-            wf.subject_ids.0 = Some((generation, ids.clone()));
-            ids
-        }
+            })
+            .collect();
+        wf.subject_ids.0 = Some((generation, ids));
+    }
+    match &wf.subject_ids.0 {
+        Some((_, ids)) => ids,
+        None => &[],
     }
 }
 
@@ -116,9 +117,10 @@ impl PartitionState {
             (_, asg) => asg,
         };
         let run = ms(start, now);
-        let ids = subject_ids(wf, &mut self.bottlenecks);
-        self.bottlenecks
-            .ended_of(now, &ids[i], agent, run, outcome, usage);
+        if let Some(ids) = subject_ids(wf, &mut self.bottlenecks).get(i) {
+            self.bottlenecks
+                .ended_of(now, ids, agent, run, outcome, usage);
+        }
     }
 
     /// An assigned attempt of step `i` went back to the queue.
