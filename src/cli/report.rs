@@ -265,8 +265,7 @@ pub fn render_findings(r: &FleetReport) -> String {
             f.first_seen,
             f.partitions
         );
-        let evidence: Vec<String> = f.evidence.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let _ = writeln!(out, "   evidence: {}", evidence.join(" "));
+        let _ = writeln!(out, "   evidence: {}", f.evidence_text());
         let _ = writeln!(out, "   → {}", f.recommendation);
     }
     out
@@ -280,18 +279,13 @@ pub fn render_text(r: &FleetReport) -> String {
         "Baton fleet report — window {} ({:.1} s) ending {}",
         r.window, r.window_s, r.at
     );
-    let health: Vec<String> = s
-        .agents_by_health
-        .iter()
-        .map(|(h, n)| format!("{n} {h}"))
-        .collect();
     let _ = writeln!(
         out,
         "{} partitions, {} pools, {} agents ({}); {} attempts ({:.1}/s, {:.1}% failed); {} workflows finished ({} not successfully); tokens {} in / {} out; cost {:.3}; {} active findings\n",
         s.partitions,
         s.pools,
         s.agents,
-        health.join(", "),
+        s.health_text(),
         s.attempts,
         s.throughput_per_s,
         s.failure_rate * 100.0,

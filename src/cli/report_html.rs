@@ -152,15 +152,10 @@ pub fn render(r: &FleetReport) -> String {
         esc(&r.at)
     );
     out.push_str("<h2>Fleet summary</h2><table id=\"summary\"><tbody>");
-    let health: Vec<String> = s
-        .agents_by_health
-        .iter()
-        .map(|(h, n)| format!("{n} {h}"))
-        .collect();
     for (k, v) in [
         ("Partitions", s.partitions.to_string()),
         ("Pools", s.pools.to_string()),
-        ("Agents", format!("{} ({})", s.agents, health.join(", "))),
+        ("Agents", format!("{} ({})", s.agents, s.health_text())),
         ("Attempts", s.attempts.to_string()),
         ("Throughput", format!("{:.2}/s", s.throughput_per_s)),
         ("Failure rate", format!("{:.1} %", s.failure_rate * 100.0)),
@@ -183,8 +178,6 @@ pub fn render(r: &FleetReport) -> String {
     } else {
         out.push_str("<table id=\"findings\"><thead><tr><th>#</th><th>severity</th><th>kind</th><th>subject</th><th>since</th><th>evidence</th><th>recommendation</th></tr></thead><tbody>");
         for (i, f) in r.findings.iter().enumerate() {
-            let evidence: Vec<String> =
-                f.evidence.iter().map(|(k, v)| format!("{k}={v}")).collect();
             let _ = write!(
                 out,
                 "<tr><td>{}</td><td><span class=\"sev\" style=\"background:{}\">{}</span></td><td>{}</td><td>{} {}</td><td>{}</td><td>{}</td><td class=\"rec\">{}</td></tr>",
@@ -195,7 +188,7 @@ pub fn render(r: &FleetReport) -> String {
                 esc(f.subject_type),
                 esc(&f.subject),
                 esc(&f.first_seen),
-                esc(&evidence.join(" ")),
+                esc(&f.evidence_text()),
                 esc(&f.recommendation)
             );
         }

@@ -136,6 +136,30 @@ pub struct FleetReport {
     pub resolved: Vec<ResolvedRow>,
 }
 
+impl FindingRow {
+    /// The evidence as `key=value` pairs, space-separated.
+    pub fn evidence_text(&self) -> String {
+        let pairs: Vec<String> = self
+            .evidence
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        pairs.join(" ")
+    }
+}
+
+impl Summary {
+    /// Agents by health, e.g. `18 healthy, 2 lost`.
+    pub fn health_text(&self) -> String {
+        let parts: Vec<String> = self
+            .agents_by_health
+            .iter()
+            .map(|(h, n)| format!("{n} {h}"))
+            .collect();
+        parts.join(", ")
+    }
+}
+
 fn rfc3339(t: Timestamp) -> String {
     t.to_datetime()
         .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))

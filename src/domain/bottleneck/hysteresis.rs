@@ -94,9 +94,4 @@ impl Hysteresis {
         }
         out
     }
-
-    /// The highest severity seen so far of an active finding.
-    pub fn peak(&self, key: &str) -> Option<i32> {
-        self.peak.get(key).copied()
-    }
 }

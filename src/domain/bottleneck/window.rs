@@ -310,13 +310,8 @@ impl Counts {
         }
     }
 
-    pub fn add(&mut self, at: Timestamp, failed: bool) {
-        let slot = at.0.div_euclid(self.sub_us);
-        let idx = slot.rem_euclid(self.slots.len() as i64) as usize;
-        self.add_at(Slot { slot, idx }, failed);
-    }
-
-    /// [`Counts::add`] with the slot of a [`Rolling`] of the same shape.
+    /// Counts one ended attempt in slot `at` (from [`Rolling::slot_of`] of a
+    /// ring of the same shape).
     pub fn add_at(&mut self, at: Slot, failed: bool) {
         let (slot, i) = (at.slot, at.idx);
         let Some(s) = self.slots.get_mut(i) else {

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::observe::subject_ids;
+use super::observe::{subject_ids, whole_ms};
 use super::state::{PartitionState, StepStatus, WorkflowState};
 use super::timers::TimerKey;
 use crate::domain::bottleneck::Outcome;
@@ -18,10 +18,6 @@ const REPLAY_LIMITS: Limits = Limits {
     max_steps: usize::MAX,
     max_input_bytes: usize::MAX,
 };
-
-fn ms_u64(from: Option<Timestamp>, to: Timestamp) -> u64 {
-    from.map_or(0, |f| u64::try_from((to.0 - f.0) / 1000).unwrap_or(0))
-}
 
 fn ms_between(from: Option<Timestamp>, to: Timestamp) -> f64 {
     from.map_or(0.0, |f| (to.0 - f.0).max(0) as f64 / 1000.0)
@@ -104,7 +100,7 @@ impl PartitionState {
                 if self.config.bottleneck.enabled {
                     // Ready since `ready_at` (set just now when readied by
                     // this assignment, so the wait is 0).
-                    let wait = ms_u64(wf.steps[i].ready_at, now);
+                    let wait = whole_ms(wf.steps[i].ready_at, now);
                     if let Some(ids) = subject_ids(wf, &mut self.bottlenecks).get(i) {
                         self.bottlenecks.assigned_of(now, ids, &a.agent_id, wait);
                     }

@@ -25,7 +25,8 @@ use crate::domain::events::*;
 /// Namespace of the cause ids of evaluations.
 const EVAL_NAMESPACE: Uuid = Uuid::from_u128(0x9b2e_4d17_6a3c_4f08_b5e1_7c9d_2a64_3e81);
 
-fn ms(from: Option<Timestamp>, to: Timestamp) -> u64 {
+/// Whole milliseconds from `from` to `to` (0 when unknown or negative).
+pub(crate) fn whole_ms(from: Option<Timestamp>, to: Timestamp) -> u64 {
     from.map_or(0, |f| u64::try_from((to.0 - f.0) / 1000).unwrap_or(0))
 }
 
@@ -111,12 +112,7 @@ impl PartitionState {
         if !s.status.is_held() {
             return;
         }
-        // A start of an earlier attempt does not count for this one.
-        let start = match (s.started_at, s.assigned_at) {
-            (Some(st), Some(asg)) if st >= asg => Some(st),
-            (_, asg) => asg,
-        };
-        let run = ms(start, now);
+        let run = whole_ms(s.run_started(), now);
         if let Some(ids) = subject_ids(wf, &mut self.bottlenecks).get(i) {
             self.bottlenecks
                 .ended_of(now, ids, agent, run, outcome, usage);
@@ -143,7 +139,7 @@ impl PartitionState {
         if wf.is_terminal() {
             return;
         }
-        let ms = ms(Some(wf.accepted_at), now);
+        let ms = whole_ms(Some(wf.accepted_at), now);
         self.bottlenecks
             .workflow_ended(now, &wf.definition.name, ms, ok, usage);
     }
@@ -206,14 +202,10 @@ impl PartitionState {
                 if !s.status.is_held() {
                     continue;
                 }
-                let start = match (s.started_at, s.assigned_at) {
-                    (Some(st), Some(asg)) if st >= asg => Some(st),
-                    (_, asg) => asg,
-                };
                 running.push(RunningAttempt {
                     kind: wf.definition.steps[i].kind_or_id().to_string(),
                     agent: s.agent.clone(),
-                    elapsed_ms: ms(start, now) as f64,
+                    elapsed_ms: whole_ms(s.run_started(), now) as f64,
                 });
             }
         }

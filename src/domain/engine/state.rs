@@ -93,6 +93,16 @@ impl StepState {
         }
     }
 
+    /// When the current attempt started running: its StepStarted time, or
+    /// its assignment when no start was reported (a start of an earlier
+    /// attempt does not count).
+    pub fn run_started(&self) -> Option<Timestamp> {
+        match (self.started_at, self.assigned_at) {
+            (Some(started), Some(assigned)) if started >= assigned => Some(started),
+            (_, assigned) => assigned,
+        }
+    }
+
     /// Satisfies its dependants.
     pub fn is_satisfied(&self) -> bool {
         self.status == StepStatus::Succeeded
