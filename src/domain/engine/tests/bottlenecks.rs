@@ -188,7 +188,16 @@ fn slow_step_compares_a_kind_with_its_own_earlier_baseline() {
     }
     let quiet = f.evaluate(80.0, 82.0);
     assert!(detected(&quiet, BottleneckKind::SlowStep).is_empty());
-    for i in 0..8 {
+    for i in 0..4 {
+        f.run(100.0 + i as f64, 1.0, "summarize", true);
+        f.run(100.0 + i as f64, 0.1, "draft", true);
+    }
+    let few = f.evaluate(104.0, 104.5);
+    assert!(
+        detected(&few, BottleneckKind::SlowStep).is_empty(),
+        "4 slow samples < 5: {few:?}"
+    );
+    for i in 4..8 {
         f.run(100.0 + i as f64, 1.0, "summarize", true);
         f.run(100.0 + i as f64, 0.1, "draft", true);
     }
@@ -208,6 +217,13 @@ fn slow_agent_is_judged_against_the_rest_of_its_pool() {
     ]);
     // Round by round: three steps at once, one per agent (least loaded).
     for round in 0..8 {
+        if round == 4 {
+            let few = f.evaluate(13.9, 13.9);
+            assert!(
+                detected(&few, BottleneckKind::SlowAgent).is_empty(),
+                "4 samples of a3 < 5: {few:?}"
+            );
+        }
         let t = 10.0 + round as f64;
         let mut held = Vec::new();
         for _ in 0..3 {
