@@ -38,7 +38,7 @@ pub struct AuditArgs {
 }
 
 pub async fn run(global: &GlobalArgs, args: AuditArgs) -> anyhow::Result<ExitCode> {
-    let journal = Journal::open(global)?;
+    let journal = Journal::open(global).await?;
     let (log, codec, source) = (&journal.log, &journal.codec, journal.source());
     let partitions = log.partition_count(&journal.topic).await?;
     let story = match (&args.correlation_id, &args.agent) {

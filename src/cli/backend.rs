@@ -1,5 +1,6 @@
-//! Opens the log the global options select. Today that is the embedded log
-//! under `<data-dir>/log`; `--brokers` is reserved for the Kafka backend.
+//! Opens the log the global options select: Kafka when `--brokers` is set
+//! (the journal topic framed for atomic appends), else the embedded log
+//! under `<data-dir>/log`.
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use super::{GlobalArgs, UsageError};
 use crate::codec::Codec;
 use crate::engine::replay::JournalSource;
 use crate::log::embedded::{EmbeddedConfig, EmbeddedLog};
+use crate::log::kafka::{KafkaConfig, KafkaLog};
 use crate::log::{EventLog, LogError, TopicSpec};
 
 /// How the command will use the log.
@@ -29,9 +31,9 @@ pub struct Journal {
 }
 
 impl Journal {
-    pub fn open(global: &GlobalArgs) -> anyhow::Result<Journal> {
+    pub async fn open(global: &GlobalArgs) -> anyhow::Result<Journal> {
         Ok(Journal {
-            log: open(global, Access::Read)?,
+            log: open(global, Access::Read).await?,
             codec: Codec::builtin()?,
             topic: global.topics().journal(),
         })
@@ -47,13 +49,21 @@ impl Journal {
 }
 
 /// Opens the selected backend.
-pub fn open(global: &GlobalArgs, access: Access) -> anyhow::Result<Arc<dyn EventLog>> {
+pub async fn open(global: &GlobalArgs, access: Access) -> anyhow::Result<Arc<dyn EventLog>> {
     if let Some(brokers) = &global.brokers {
-        return Err(UsageError(format!(
-            "--brokers {brokers}: the Kafka backend is not available in this build yet; \
-             omit --brokers (and unset BATON_BROKERS) to use the embedded log in --data-dir"
-        ))
-        .into());
+        let mut config = KafkaConfig::new(brokers.clone());
+        for kv in &global.kafka {
+            let (k, v) = kv.split_once('=').ok_or_else(|| {
+                UsageError(format!("--kafka {kv}: expected KEY=VALUE (a librdkafka property)"))
+            })?;
+            config.properties.insert(k.trim().to_string(), v.trim().to_string());
+        }
+        config.validate().map_err(UsageError)?;
+        config.atomic_topics = vec![global.topics().journal()];
+        let log = KafkaLog::connect(config)
+            .await
+            .with_context(|| format!("connecting to Kafka at {brokers}"))?;
+        return Ok(Arc::new(log));
     }
     let root = global.data_dir.join("log");
     let config = match access {

@@ -14,7 +14,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::backend::{self, Access};
-use super::run::{engine, spawn_partitions, EngineArgs};
+use super::run::{engine, spawn_engine, EngineArgs};
 use super::scenario::{produced, Scenario};
 use super::GlobalArgs;
 use crate::engine::{Engine, EngineStats};
@@ -92,7 +92,7 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<ExitCode
         )
         .into());
     }
-    let log = backend::open(global, Access::Write)?;
+    let log = backend::open(global, Access::Write).await?;
     backend::ensure_topics(log.as_ref(), global, None).await?;
     let window_ms = args
         .engine
@@ -117,7 +117,7 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<ExitCode
     let journal_before = journal_total(&engine).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let started = Instant::now();
-    let partitions = spawn_partitions(&engine, &stop_rx).await?;
+    let engine_task = spawn_engine(&engine, &stop_rx).await?;
 
     let agents = match &plan {
         Some(p) => p.agents.clone(),
@@ -200,7 +200,7 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<ExitCode
             last_events = events;
             last_print = Instant::now();
         }
-        if done || Instant::now() >= deadline || partitions.iter().any(|h| h.is_finished()) {
+        if done || Instant::now() >= deadline || engine_task.is_finished() {
             break;
         }
     }
@@ -214,9 +214,7 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<ExitCode
         None => submitted.unwrap_or(0),
     };
     let fleet_stats = fleet.await??;
-    for h in partitions {
-        h.await??;
-    }
+    engine_task.await??;
     log.flush().await?;
     let journal_after = journal_total(&engine).await?;
     let succeeded = EngineStats::get(&stats.workflows_succeeded);

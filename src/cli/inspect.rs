@@ -69,7 +69,7 @@ pub async fn run(global: &GlobalArgs, args: InspectArgs) -> anyhow::Result<ExitC
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let journal = Journal::open(global)?;
+    let journal = Journal::open(global).await?;
     let (log, source) = (&journal.log, journal.source());
     let partitions = log.partition_count(&global.topics().ingress()).await?;
     match args.what {

@@ -51,9 +51,14 @@ pub struct GlobalArgs {
     )]
     pub data_dir: PathBuf,
     /// Kafka bootstrap servers (HOST:PORT,...). When set, Kafka is the log
-    /// instead of the embedded one. [The Kafka backend is not built yet.]
+    /// instead of the embedded one (projections stay in --data-dir).
     #[arg(long, global = true, env = "BATON_BROKERS")]
     pub brokers: Option<String>,
+    /// A librdkafka property for every Kafka client, KEY=VALUE (repeatable):
+    /// security.protocol, sasl.*, ssl.*, timeouts. Values are never logged
+    /// when the key names a secret.
+    #[arg(long = "kafka", global = true, value_name = "KEY=VALUE")]
+    pub kafka: Vec<String>,
     /// Embedded log durability: `always` (fsync before acknowledging) or
     /// `interval:<ms>` (background fsync).
     #[arg(

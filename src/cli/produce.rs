@@ -124,7 +124,7 @@ pub async fn run(global: &GlobalArgs, args: ProduceArgs) -> anyhow::Result<ExitC
         });
     }
 
-    let log = backend::open(global, Access::Write)?;
+    let log = backend::open(global, Access::Write).await?;
     let topic = args
         .topic
         .clone()

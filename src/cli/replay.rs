@@ -109,7 +109,7 @@ pub async fn run(global: &GlobalArgs, args: ReplayArgs) -> anyhow::Result<ExitCo
                 .into()
         ));
     }
-    let reader = Journal::open(global)?;
+    let reader = Journal::open(global).await?;
     let (log, journal) = (&reader.log, &reader.topic);
     let partitions: Vec<u32> = match args.partition {
         Some(p) => vec![p],

@@ -50,7 +50,7 @@ pub struct EstimateArgs {
 /// Every partition's state as stored (non-terminal workflows, agents,
 /// queues, the bottleneck projection), by partition.
 pub async fn load_states(global: &GlobalArgs) -> anyhow::Result<Vec<PartitionState>> {
-    let log = super::backend::open(global, super::backend::Access::Read)?;
+    let log = super::backend::open(global, super::backend::Access::Read).await?;
     let partitions = log.partition_count(&global.topics().ingress()).await?;
     let mut out = Vec::new();
     for p in 0..partitions {

@@ -10,7 +10,8 @@ use super::GlobalArgs;
 use crate::codec::Codec;
 use crate::domain::engine::EngineConfig;
 use crate::domain::events::Strategy;
-use crate::engine::{run_partition, Engine, EngineOptions, EngineStats};
+use crate::engine::supervisor::run_owned;
+use crate::engine::{Engine, EngineOptions, EngineStats};
 
 /// Decision settings shared by `run` and `demo`.
 #[derive(Debug, Args, Clone)]
@@ -109,53 +110,73 @@ pub fn engine(
     }))
 }
 
-/// Spawns one loop per ingress partition.
-pub async fn spawn_partitions(
+/// Joins the engine's consumer group on the ingress topic and runs the
+/// partitions it is given (all of them on the embedded log) until `stop`.
+pub async fn spawn_engine(
     engine: &Arc<Engine>,
     stop: &tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<Vec<tokio::task::JoinHandle<Result<(), crate::engine::EngineError>>>> {
-    let n = engine.log.partition_count(&engine.topics.ingress()).await?;
-    Ok((0..n)
-        .map(|p| tokio::spawn(run_partition(engine.clone(), p, stop.clone())))
-        .collect())
+) -> anyhow::Result<tokio::task::JoinHandle<Result<(), crate::engine::EngineError>>> {
+    let membership = engine
+        .log
+        .join_group(&engine.options.group, &engine.topics.ingress())
+        .await?;
+    Ok(tokio::spawn(run_owned(
+        engine.clone(),
+        membership,
+        stop.clone(),
+    )))
 }
 
 pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let log = backend::open(global, Access::Write)?;
+    let log = backend::open(global, Access::Write).await?;
     backend::ensure_topics(log.as_ref(), global, None).await?;
     let engine = engine(global, log, &args.engine, args.engine.config())?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let handles = spawn_partitions(&engine, &stop_rx).await?;
-    eprintln!(
-        "baton engine running on {} partition(s) in {}; Ctrl-C to stop",
-        handles.len(),
-        global.data_dir.display()
-    );
-    // Stop on Ctrl-C, or as soon as any partition loop ends (an error).
-    loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {
-                if handles.iter().any(|h| h.is_finished()) {
-                    break;
-                }
-            }
-        }
+    let mut handle = spawn_engine(&engine, &stop_rx).await?;
+    match &global.brokers {
+        Some(b) => eprintln!(
+            "baton engine running on Kafka at {b} (group {}; partitions as the group assigns them), projections in {}; Ctrl-C to stop",
+            engine.options.group,
+            global.data_dir.display()
+        ),
+        None => eprintln!(
+            "baton engine running on the embedded log in {}; Ctrl-C to stop",
+            global.data_dir.display()
+        ),
     }
+    // Stop on Ctrl-C or SIGTERM, or as soon as the engine ends (an error).
+    let ended = tokio::select! {
+        _ = shutdown_signal() => None,
+        r = &mut handle => Some(r),
+    };
     let _ = stop_tx.send(true);
-    let mut failed = None;
-    for h in handles {
-        if let Err(e) = h
-            .await
-            .map_err(anyhow::Error::from)
-            .and_then(|r| r.map_err(anyhow::Error::from))
-        {
-            failed.get_or_insert(e);
-        }
-    }
-    if let Some(e) = failed {
-        return Err(e.context("a partition loop stopped"));
+    let result = match ended {
+        Some(r) => r,
+        None => handle.await,
+    };
+    if let Err(e) = result
+        .map_err(anyhow::Error::from)
+        .and_then(|r| r.map_err(anyhow::Error::from))
+    {
+        return Err(e.context("the engine stopped"));
     }
     eprintln!("stopped; projections checkpointed");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C, or SIGTERM on Unix (how service managers and Kubernetes stop a
+/// process).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

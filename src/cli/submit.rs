@@ -78,7 +78,7 @@ pub async fn run(global: &GlobalArgs, args: SubmitArgs) -> anyhow::Result<ExitCo
     let value = codec
         .encode(&event)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.file))?;
-    let log = backend::open(global, Access::Write)?;
+    let log = backend::open(global, Access::Write).await?;
     backend::ensure_topics(log.as_ref(), global, None).await?;
     let topic = global.topics().ingress();
     let p = partition_for_key(

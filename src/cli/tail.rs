@@ -48,7 +48,7 @@ const POLL: Duration = Duration::from_millis(100);
 const BATCH: usize = 1000;
 
 pub async fn run(global: &GlobalArgs, args: TailArgs) -> anyhow::Result<ExitCode> {
-    let log = backend::open(global, Access::Read)?;
+    let log = backend::open(global, Access::Read).await?;
     let topic = args
         .topic
         .clone()

@@ -18,6 +18,7 @@ pub mod replay;
 pub mod report;
 pub mod results;
 pub mod stats;
+pub mod supervisor;
 pub mod verify;
 pub mod writer;
 

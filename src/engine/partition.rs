@@ -162,8 +162,6 @@ impl<'a> Loop<'a> {
             pending_evict: Vec::new(),
             finished,
         };
-        lp.warm_dedup(cp.journal_next).await?;
-        lp.refold_tail().await?;
         let committed = engine
             .log
             .committed(
@@ -172,6 +170,8 @@ impl<'a> Loop<'a> {
             )
             .await?
             .unwrap_or(0);
+        lp.warm_dedup(cp.journal_next).await?;
+        lp.refold_tail(committed).await?;
         lp.ingress_next = lp.ingress_next.max(committed);
         Ok(lp)
     }
@@ -199,9 +199,20 @@ impl<'a> Loop<'a> {
         Ok(())
     }
 
-    /// Folds journal facts beyond the checkpoint and republishes their results.
-    async fn refold_tail(&mut self) -> Result<(), EngineError> {
+    /// Folds journal facts beyond the checkpoint and republishes their
+    /// results, except those of inputs below `committed`: the group commits
+    /// an ingress offset only after the results of every input below it
+    /// were published. That keeps a store rebuilt from scratch (a new
+    /// machine, or a partition taken over from another instance) from
+    /// re-sending history. Tick facts after the last such input and before the
+    /// first input at or above `committed` are republished (their results
+    /// carry the same ids).
+    async fn refold_tail(&mut self, committed: u64) -> Result<(), EngineError> {
         let journal = self.engine.topics.journal();
+        let mut quiet = committed > 0;
+        // Results of tick facts seen while quiet: published only if no input
+        // below `committed` follows them.
+        let mut held = Outbox::default();
         loop {
             let records = self
                 .engine
@@ -219,11 +230,27 @@ impl<'a> Loop<'a> {
                 self.state.evolve(&e);
                 self.index.record(&mut self.state, &e, r.offset);
                 self.facts_since_flush += 1;
+                if quiet {
+                    match ingress_offset(r) {
+                        Some(off) if off < committed => {
+                            held = Outbox::default();
+                            continue;
+                        }
+                        Some(_) => {
+                            quiet = false;
+                            self.publish(std::mem::take(&mut held)).await?;
+                        }
+                        None => {
+                            self.collect_results(&e, Some(&r.value), &mut held)?;
+                            continue;
+                        }
+                    }
+                }
                 self.collect_results(&e, Some(&r.value), &mut outbox)?;
             }
             self.publish(outbox).await?;
         }
-        Ok(())
+        self.publish(held).await
     }
 
     fn decode_journal(&self, r: &StoredRecord) -> Result<Envelope, EngineError> {

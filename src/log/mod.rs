@@ -33,6 +33,8 @@
 
 pub mod contract;
 pub mod embedded;
+pub mod kafka;
+pub mod membership;
 pub mod partitioner;
 
 use std::fmt;
@@ -41,6 +43,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+pub use membership::{Membership, OwnershipChange};
 pub use partitioner::partition_for_key;
 
 /// An offset within one partition.
@@ -255,4 +258,13 @@ pub trait EventLog: Send + Sync {
     /// Makes every acknowledged append and commit durable now, whatever the
     /// fsync policy.
     async fn flush(&self) -> Result<(), LogError>;
+
+    /// Joins consumer group `group` on `topic` and reports which of its
+    /// partitions this process owns (see [`membership`]). The default, for
+    /// single-process backends, owns every partition for good.
+    async fn join_group(&self, group: &str, topic: &str) -> Result<Membership, LogError> {
+        let _ = group;
+        let n = self.partition_count(topic).await?;
+        Ok(Membership::fixed((0..n).collect()))
+    }
 }

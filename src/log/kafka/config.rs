@@ -1,0 +1,176 @@
+//! Settings of the Kafka backend and the librdkafka properties derived from
+//! them.
+//!
+//! Invariants:
+//! - Properties Baton's guarantees rest on (idempotence, `acks=all`, no
+//!   auto-commit, no auto topic creation, `auto.offset.reset=error`) cannot
+//!   be overridden by the pass-through table; trying is an error naming the
+//!   key.
+//! - Secrets never reach a log line: [`KafkaConfig::redacted`] masks every
+//!   property whose name suggests one.
+
+use std::collections::BTreeMap;
+
+use rdkafka::ClientConfig;
+
+/// Properties that the user may not set (Baton's guarantees depend on them).
+const PINNED: &[&str] = &[
+    "enable.idempotence",
+    "acks",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "auto.offset.reset",
+    "allow.auto.create.topics",
+    "bootstrap.servers",
+    "group.id",
+];
+
+/// How to reach the brokers and tune the clients.
+#[derive(Clone, Debug)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port…]`.
+    pub brokers: String,
+    /// Passed to every librdkafka client as is (`security.protocol`,
+    /// `sasl.*`, `ssl.*`, timeouts, …).
+    pub properties: BTreeMap<String, String>,
+    /// Topics with one writer per partition whose appends are framed to be
+    /// atomic (see [`super::framing`]): the journal.
+    pub atomic_topics: Vec<String>,
+    /// Replication factor of topics this backend creates.
+    pub replication: i32,
+    /// `fetch.wait.max.ms` of readers: how long the broker may hold a fetch
+    /// open when there is nothing new. Small keeps latency low.
+    pub fetch_wait_ms: u32,
+    /// `linger.ms` of the producer.
+    pub linger_ms: u32,
+}
+
+impl KafkaConfig {
+    pub fn new(brokers: impl Into<String>) -> Self {
+        KafkaConfig {
+            brokers: brokers.into(),
+            properties: BTreeMap::new(),
+            atomic_topics: Vec::new(),
+            replication: 1,
+            fetch_wait_ms: 10,
+            linger_ms: 1,
+        }
+    }
+
+    /// Checks the pass-through table: no pinned key, no empty name.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.brokers.trim().is_empty() {
+            return Err("kafka brokers: expected host:port[,host:port…], got an empty string".into());
+        }
+        for key in self.properties.keys() {
+            if key.trim().is_empty() {
+                return Err("kafka property with an empty name".into());
+            }
+            if PINNED.contains(&key.as_str()) {
+                return Err(format!(
+                    "kafka property `{key}` is set by Baton (its delivery guarantees depend on it) and cannot be overridden"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The properties as `key=value` with secrets masked, for logs.
+    pub fn redacted(&self) -> Vec<String> {
+        self.properties
+            .iter()
+            .map(|(k, v)| {
+                let secret = ["password", "secret", "key", "token", "jaas"]
+                    .iter()
+                    .any(|s| k.contains(s));
+                if secret {
+                    format!("{k}=***")
+                } else {
+                    format!("{k}={v}")
+                }
+            })
+            .collect()
+    }
+
+    /// Settings every client gets.
+    fn base(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("allow.auto.create.topics", "false")
+            .set("log_level", "4");
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// The idempotent producer.
+    pub fn producer(&self) -> ClientConfig {
+        let mut c = self.base();
+        c.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", self.linger_ms.to_string())
+            .set("batch.num.messages", "10000")
+            .set("queue.buffering.max.messages", "1000000")
+            .set("queue.buffering.max.kbytes", "1048576")
+            .remove("allow.auto.create.topics");
+        c
+    }
+
+    /// A reader of one partition, positioned by `assign` (no group).
+    pub fn reader(&self) -> ClientConfig {
+        let mut c = self.base();
+        c.set("group.id", "baton-reader")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "error")
+            .set("fetch.wait.max.ms", self.fetch_wait_ms.to_string())
+            .set("fetch.min.bytes", "1")
+            .set("queued.min.messages", "200000");
+        c
+    }
+
+    /// A group member (partition ownership) or a group's committer.
+    pub fn group(&self, group: &str) -> ClientConfig {
+        let mut c = self.base();
+        c.set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            // A member never reads (its partitions are paused), and a group
+            // that committed nothing yet must not make it fail.
+            .set("auto.offset.reset", "latest")
+            .set("partition.assignment.strategy", "roundrobin")
+            .set("fetch.wait.max.ms", self.fetch_wait_ms.to_string());
+        for (k, default) in [
+            ("session.timeout.ms", "6000"),
+            ("heartbeat.interval.ms", "1000"),
+        ] {
+            if !self.properties.contains_key(k) {
+                c.set(k, default);
+            }
+        }
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinned_properties_are_refused_and_secrets_masked() {
+        let mut c = KafkaConfig::new("127.0.0.1:9092");
+        c.properties.insert("security.protocol".into(), "SASL_SSL".into());
+        c.properties.insert("sasl.password".into(), "hunter2".into());
+        assert!(c.validate().is_ok());
+        assert_eq!(
+            c.redacted(),
+            vec!["sasl.password=***", "security.protocol=SASL_SSL"]
+        );
+        c.properties.insert("acks".into(), "1".into());
+        let e = c.validate().unwrap_err();
+        assert!(e.contains("`acks`"), "{e}");
+        assert!(KafkaConfig::new(" ").validate().is_err());
+    }
+}
