@@ -25,9 +25,19 @@ async fn existing_topic_with_other_partition_count_is_an_error() {
     let name = unique("mismatch");
     log.create_topic(&TopicSpec::new(&name, 2)).await.unwrap();
     log.create_topic(&TopicSpec::new(&name, 2)).await.unwrap();
-    let err = log.create_topic(&TopicSpec::new(&name, 3)).await.unwrap_err();
+    let err = log
+        .create_topic(&TopicSpec::new(&name, 3))
+        .await
+        .unwrap_err();
     assert!(
-        matches!(err, LogError::PartitionMismatch { existing: 2, requested: 3, .. }),
+        matches!(
+            err,
+            LogError::PartitionMismatch {
+                existing: 2,
+                requested: 3,
+                ..
+            }
+        ),
         "{err}"
     );
 }
@@ -82,7 +92,10 @@ async fn torn_batches_on_atomic_topics_are_never_served() {
         .iter()
         .map(|r| String::from_utf8(r.value.to_vec()).unwrap())
         .collect();
-    assert_eq!(values, ["whole-0", "whole-1", "whole-2", "after-0", "after-1"]);
+    assert_eq!(
+        values,
+        ["whole-0", "whole-1", "whole-2", "after-0", "after-1"]
+    );
     assert!(all
         .iter()
         .all(|r| r.headers.iter().any(|h| h.key == BATCH_HEADER)));

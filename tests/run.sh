@@ -2,7 +2,8 @@
 # The whole test suite, as CI runs it (`.ci/run` calls exactly this).
 # Installs what the tests need on a fresh machine (the Rust toolchain's
 # rustfmt and clippy components; headless Chromium, which renders the HTML
-# report in tests/bottlenecks.rs), then runs the format check,
+# report in tests/bottlenecks.rs; the tansu Kafka broker; a Python venv for
+# the interop test), starts the broker, then runs the format check,
 # clippy with warnings as errors, every test, and compiles the benches.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,41 @@ if ! command -v chromium >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
 chromium --version
+
+step "Kafka test broker (tansu ${TANSU_VERSION:=0.6.0})"
+# The Kafka tests (tests/kafka_*.rs) need a broker; they fail, never skip,
+# without one. tansu is a Kafka-compatible broker from crates.io: built once
+# (about 12 minutes) and cached in ~/.cargo/bin, then started here on a free
+# loopback port with in-memory storage and stopped when this script exits.
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! tansu --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
+  cargo install tansu --version "$TANSU_VERSION" --features dynostore,libsql --locked
+fi
+TANSU_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+mkdir -p target
+tansu broker --listener-url "tcp://127.0.0.1:$TANSU_PORT" \
+  --advertised-listener-url "tcp://127.0.0.1:$TANSU_PORT" \
+  --storage-engine memory://tansu/ >target/tansu-ci.log 2>&1 &
+TANSU_PID=$!
+trap 'kill "$TANSU_PID" 2>/dev/null || true' EXIT
+for _ in $(seq 1 300); do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$TANSU_PORT") 2>/dev/null; then break; fi
+  kill -0 "$TANSU_PID" 2>/dev/null || { cat target/tansu-ci.log; exit 1; }
+  sleep 0.1
+done
+export BATON_TEST_KAFKA="127.0.0.1:$TANSU_PORT"
+export BATON_TEST_TANSU="$(command -v tansu)"
+echo "tansu $(tansu --version 2>/dev/null | head -1) listening on $BATON_TEST_KAFKA (log: target/tansu-ci.log)"
+
+step "Python interop environment (confluent-kafka, fastavro)"
+# tests/interop/ shows how a non-Rust service talks to Baton; the venv is
+# cached under target/ between runs.
+VENV=target/interop-venv
+if ! "$VENV/bin/python" -c 'import confluent_kafka, fastavro' 2>/dev/null; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
+fi
+export BATON_TEST_PYTHON="$PWD/$VENV/bin/python"
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

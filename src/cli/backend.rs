@@ -54,9 +54,13 @@ pub async fn open(global: &GlobalArgs, access: Access) -> anyhow::Result<Arc<dyn
         let mut config = KafkaConfig::new(brokers.clone());
         for kv in &global.kafka {
             let (k, v) = kv.split_once('=').ok_or_else(|| {
-                UsageError(format!("--kafka {kv}: expected KEY=VALUE (a librdkafka property)"))
+                UsageError(format!(
+                    "--kafka {kv}: expected KEY=VALUE (a librdkafka property)"
+                ))
             })?;
-            config.properties.insert(k.trim().to_string(), v.trim().to_string());
+            config
+                .properties
+                .insert(k.trim().to_string(), v.trim().to_string());
         }
         config.validate().map_err(UsageError)?;
         config.atomic_topics = vec![global.topics().journal()];

@@ -75,6 +75,11 @@ pub struct DemoArgs {
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Run only the simulated fleet and the workflow generator, against
+    /// engines running elsewhere (e.g. `baton run` instances sharing a Kafka
+    /// cluster); completion is read from the status topic.
+    #[arg(long)]
+    pub no_engine: bool,
 }
 
 pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -117,7 +122,25 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<ExitCode
     let journal_before = journal_total(&engine).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let started = Instant::now();
-    let engine_task = spawn_engine(&engine, &stop_rx).await?;
+    let engine_task = if args.no_engine {
+        let start = crate::sim::status::status_start(log.as_ref(), &engine.topics).await?;
+        tokio::spawn({
+            let (log, codec, topics, stats, stop) = (
+                log.clone(),
+                engine.codec.clone(),
+                engine.topics.clone(),
+                engine.stats.clone(),
+                stop_rx.clone(),
+            );
+            async move {
+                crate::sim::status::watch_status(log, codec, topics, start, stats, stop)
+                    .await
+                    .map_err(|e| crate::engine::EngineError::Task(format!("status watcher: {e}")))
+            }
+        })
+    } else {
+        spawn_engine(&engine, &stop_rx).await?
+    };
 
     let agents = match &plan {
         Some(p) => p.agents.clone(),

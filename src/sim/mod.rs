@@ -27,6 +27,7 @@ mod agents;
 pub mod decisions;
 pub mod fleet;
 pub mod generator;
+pub mod status;
 
 use crate::codec::{DecodeError, EncodeError};
 use crate::log::LogError;

@@ -60,7 +60,9 @@ impl KafkaConfig {
     /// Checks the pass-through table: no pinned key, no empty name.
     pub fn validate(&self) -> Result<(), String> {
         if self.brokers.trim().is_empty() {
-            return Err("kafka brokers: expected host:port[,host:port…], got an empty string".into());
+            return Err(
+                "kafka brokers: expected host:port[,host:port…], got an empty string".into(),
+            );
         }
         for key in self.properties.keys() {
             if key.trim().is_empty() {
@@ -161,8 +163,10 @@ mod tests {
     #[test]
     fn pinned_properties_are_refused_and_secrets_masked() {
         let mut c = KafkaConfig::new("127.0.0.1:9092");
-        c.properties.insert("security.protocol".into(), "SASL_SSL".into());
-        c.properties.insert("sasl.password".into(), "hunter2".into());
+        c.properties
+            .insert("security.protocol".into(), "SASL_SSL".into());
+        c.properties
+            .insert("sasl.password".into(), "hunter2".into());
         assert!(c.validate().is_ok());
         assert_eq!(
             c.redacted(),

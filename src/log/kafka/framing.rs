@@ -158,13 +158,7 @@ mod tests {
     #[test]
     fn framing_table() {
         // (case, records, emitted offsets, held-back first offset, dropped)
-        type Case = (
-            &'static str,
-            Vec<StoredRecord>,
-            Vec<u64>,
-            Option<u64>,
-            u64,
-        );
+        type Case = (&'static str, Vec<StoredRecord>, Vec<u64>, Option<u64>, u64);
         let cases: Vec<Case> = vec![
             (
                 "unframed records pass through",

@@ -123,9 +123,7 @@ pub fn join(
                 member.unsubscribe();
                 let _ = member.poll(Duration::from_millis(100));
             })
-            .map_err(|e| {
-                rdkafka::error::KafkaError::ClientCreation(format!("group thread: {e}"))
-            })?
+            .map_err(|e| rdkafka::error::KafkaError::ClientCreation(format!("group thread: {e}")))?
     };
     let poller = Poller {
         stop,

@@ -60,7 +60,9 @@ fn broker(e: KafkaError) -> LogError {
     LogError::Broker(e.to_string())
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, LogError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, LogError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| LogError::Broker(format!("a background client call failed: {e}")))
@@ -105,7 +107,8 @@ impl KafkaLog {
         config.validate().map_err(LogError::Broker)?;
         tracing::info!(brokers = %config.brokers, properties = ?config.redacted(), "connecting to Kafka");
         let producer: FutureProducer = config.producer().create().map_err(broker)?;
-        let admin: AdminClient<DefaultClientContext> = config.producer().create().map_err(broker)?;
+        let admin: AdminClient<DefaultClientContext> =
+            config.producer().create().map_err(broker)?;
         let meta = config
             .reader()
             .create_with_context(reader::QuietEof)
@@ -211,11 +214,10 @@ impl KafkaLog {
     ) -> Result<(Offset, Offset), LogError> {
         self.check(topic, partition).await?;
         let (meta, name) = (self.meta.clone(), topic.to_string());
-        let (lo, hi) = blocking(move || {
-            meta.fetch_watermarks(&name, partition as i32, CALL_TIMEOUT)
-        })
-        .await?
-        .map_err(broker)?;
+        let (lo, hi) =
+            blocking(move || meta.fetch_watermarks(&name, partition as i32, CALL_TIMEOUT))
+                .await?
+                .map_err(broker)?;
         Ok((lo.max(0) as u64, hi.max(0) as u64))
     }
 

@@ -1,0 +1,274 @@
+//! The engine on Kafka, end to end, with real processes:
+//! - two `baton run` instances share 4 partitions through a consumer group;
+//!   one is SIGKILLed mid-run and the survivor takes its partitions over;
+//! - a durable (sqlite) broker is restarted mid-run and the engine carries on.
+//!
+//! Afterwards every ingress event is reflected in the journal once (no
+//! journal event id twice, one acceptance per submission, one outcome per
+//! step result) and `baton replay --verify` passes.
+
+mod kafka_common;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use baton::codec::Codec;
+use baton::domain::events::{EventId, Payload};
+use baton::log::EventLog;
+use baton::topics::Topics;
+use kafka_common::{brokers, connect, unique, Broker};
+
+const PARTITIONS: u32 = 4;
+
+/// `baton` with the Kafka globals of one test.
+fn baton(brokers: &str, prefix: &str, data_dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_baton"));
+    c.args(["--brokers", brokers, "--topic-prefix", prefix])
+        .args(["--partitions", &PARTITIONS.to_string()])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--log", "warn"]);
+    c
+}
+
+fn spawn_run(brokers: &str, prefix: &str, data_dir: &Path, log: &Path) -> Child {
+    let err = std::fs::File::create(log).unwrap();
+    baton(brokers, prefix, data_dir)
+        .args(["run", "--flush-ms", "100"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(err))
+        .spawn()
+        .unwrap()
+}
+
+fn spawn_fleet(brokers: &str, prefix: &str, data_dir: &Path, workflows: u32) -> Child {
+    baton(brokers, prefix, data_dir)
+        .args(["demo", "--no-engine", "--json", "--duration", "150"])
+        .args(["--workflows", &workflows.to_string(), "--latency-ms", "5"])
+        .args(["--max-in-flight", "500"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for the fleet and returns its JSON summary.
+fn fleet_summary(child: Child) -> serde_json::Value {
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "demo --no-engine failed: {text}");
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("summary {text}: {e}"))
+}
+
+async fn journal_total(log: &dyn EventLog, topics: &Topics) -> u64 {
+    let mut total = 0;
+    for p in 0..PARTITIONS {
+        total += log.high_watermark(&topics.journal(), p).await.unwrap_or(0);
+    }
+    total
+}
+
+fn sigterm(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "baton run did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Reads both topics whole and checks that each ingress event is reflected
+/// once; returns the number of succeeded workflows.
+async fn check_effectively_once(log: &dyn EventLog, topics: &Topics, workflows: u32) -> usize {
+    let codec = Codec::builtin().unwrap();
+    let mut submissions = HashSet::new();
+    let mut results = HashSet::new();
+    for p in 0..PARTITIONS {
+        for r in log.read(&topics.ingress(), p, 0, usize::MAX).await.unwrap() {
+            let Ok(e) = codec.decode(&r.value) else {
+                continue;
+            };
+            match e.payload {
+                Payload::SubmitWorkflow(_) => submissions.insert(e.event_id),
+                Payload::StepSucceeded(_) | Payload::StepFailed(_) => results.insert(e.event_id),
+                _ => false,
+            };
+        }
+    }
+    assert_eq!(submissions.len(), workflows as usize, "ingress submissions");
+    let mut ids = HashSet::new();
+    let mut accepted: HashMap<EventId, u32> = HashMap::new();
+    let mut outcomes: HashMap<EventId, u32> = HashMap::new();
+    let mut succeeded = BTreeMap::new();
+    for p in 0..PARTITIONS {
+        for r in log.read(&topics.journal(), p, 0, usize::MAX).await.unwrap() {
+            let e = codec.decode(&r.value).unwrap();
+            assert!(
+                ids.insert(e.event_id),
+                "journal event id {} ({}) appears twice: an input was processed twice",
+                e.event_id,
+                e.payload.type_name()
+            );
+            let cause = e.causation_id;
+            match &e.payload {
+                Payload::WorkflowAccepted(_) => {
+                    *accepted.entry(cause.expect("caused")).or_default() += 1
+                }
+                Payload::WorkflowRejected(r) => {
+                    panic!(
+                        "rejection {}: {} (a re-processed input?)",
+                        r.code, r.message
+                    )
+                }
+                // An agent's report is journaled as is, caused by its ingress event.
+                Payload::StepSucceeded(_) | Payload::StepFailed(_) => {
+                    if let Some(c) = cause.filter(|c| results.contains(c)) {
+                        *outcomes.entry(c).or_default() += 1;
+                    }
+                }
+                Payload::WorkflowSucceeded(w) => {
+                    *succeeded.entry(w.workflow_id.clone()).or_insert(0) += 1
+                }
+                _ => {}
+            }
+        }
+    }
+    // Count them: every submission accepted once, no step result twice.
+    assert_eq!(accepted.len(), submissions.len(), "submissions accepted");
+    assert!(accepted.keys().all(|k| submissions.contains(k)));
+    assert!(
+        accepted.values().all(|&n| n == 1),
+        "a submission accepted twice"
+    );
+    assert!(
+        outcomes.values().all(|&n| n == 1),
+        "a step result applied twice"
+    );
+    assert!(
+        succeeded.values().all(|&n| n == 1),
+        "a workflow completed twice"
+    );
+    eprintln!(
+        "journal: {} facts, {} submissions accepted once, {} step results applied once, {} workflows completed once",
+        ids.len(),
+        accepted.len(),
+        outcomes.len(),
+        succeeded.len()
+    );
+    succeeded.len()
+}
+
+fn replay_verify(brokers: &str, prefix: &str, data_dir: &Path) {
+    let out = baton(brokers, prefix, data_dir)
+        .args(["replay", "--verify", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "replay --verify failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verified"], true, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_partitions_and_the_survivor_takes_over_after_sigkill() {
+    const WORKFLOWS: u32 = 5_000;
+    let brokers = brokers();
+    let prefix = format!("{}.", unique("ha"));
+    let dir = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir, fleet_dir) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("f"),
+    );
+    let mut a = spawn_run(&brokers, &prefix, &a_dir, &dir.path().join("a.log"));
+    // The first instance creates the topics; the second joins the group.
+    std::thread::sleep(Duration::from_secs(2));
+    let mut b = spawn_run(&brokers, &prefix, &b_dir, &dir.path().join("b.log"));
+    std::thread::sleep(Duration::from_secs(2));
+    let fleet = spawn_fleet(&brokers, &prefix, &fleet_dir, WORKFLOWS);
+
+    let log = connect(&brokers, &[]).await;
+    let topics = Topics::new(&prefix);
+    // Kill A once both instances have written a good part of the journal.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let total = journal_total(&log, &topics).await;
+        if total > 12 * WORKFLOWS as u64 / 4 {
+            eprintln!("SIGKILL instance A at {total} journal events");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no progress: {total} journal events"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let before = journal_total(&log, &topics).await;
+
+    let summary = fleet_summary(fleet);
+    eprintln!("fleet: {summary}");
+    assert_eq!(summary["workflows_succeeded"], WORKFLOWS, "{summary}");
+    sigterm(&mut b);
+    let after = journal_total(&log, &topics).await;
+    assert!(after > before, "the survivor went on: {before} → {after}");
+
+    let succeeded = check_effectively_once(&log, &topics, WORKFLOWS).await;
+    assert_eq!(succeeded, WORKFLOWS as usize);
+    // The survivor's stores now hold all four partitions.
+    replay_verify(&brokers, &prefix, &b_dir);
+    for p in 0..PARTITIONS {
+        assert!(
+            b_dir.join("store").join(format!("p-{p}")).exists(),
+            "B owns p-{p}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_rides_out_a_durable_broker_restart() {
+    const WORKFLOWS: u32 = 2_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start("sqlite://tansu.db", dir.path());
+    let brokers = broker.addr();
+    let prefix = "baton.";
+    let run_dir = dir.path().join("run");
+    let mut engine = spawn_run(&brokers, prefix, &run_dir, &dir.path().join("run.log"));
+    std::thread::sleep(Duration::from_secs(2));
+    let fleet = spawn_fleet(&brokers, prefix, &dir.path().join("f"), WORKFLOWS);
+
+    let topics = Topics::new(prefix);
+    {
+        let log = connect(&brokers, &[]).await;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while journal_total(&log, &topics).await < 12 * WORKFLOWS as u64 / 3 {
+            assert!(Instant::now() < deadline, "no progress before the restart");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    eprintln!("restarting the broker");
+    broker.stop();
+    std::thread::sleep(Duration::from_secs(2));
+    broker.restart();
+
+    let summary = fleet_summary(fleet);
+    eprintln!("fleet: {summary}");
+    assert_eq!(summary["workflows_succeeded"], WORKFLOWS, "{summary}");
+    sigterm(&mut engine);
+    let log = connect(&brokers, &[]).await;
+    let succeeded = check_effectively_once(&log, &topics, WORKFLOWS).await;
+    assert_eq!(succeeded, WORKFLOWS as usize);
+    replay_verify(&brokers, prefix, &run_dir);
+}
