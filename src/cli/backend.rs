@@ -48,22 +48,32 @@ impl Journal {
     }
 }
 
+/// The Kafka client settings of `--brokers` and `--kafka`, when Kafka is the
+/// log.
+pub fn kafka_config(global: &GlobalArgs) -> anyhow::Result<Option<KafkaConfig>> {
+    let Some(brokers) = &global.brokers else {
+        return Ok(None);
+    };
+    let mut config = KafkaConfig::new(brokers.clone());
+    for kv in &global.kafka {
+        let (k, v) = kv.split_once('=').ok_or_else(|| {
+            UsageError(format!(
+                "--kafka {kv}: expected KEY=VALUE (a librdkafka property)"
+            ))
+        })?;
+        config
+            .properties
+            .insert(k.trim().to_string(), v.trim().to_string());
+    }
+    config.validate().map_err(UsageError)?;
+    config.atomic_topics = vec![global.topics().journal()];
+    Ok(Some(config))
+}
+
 /// Opens the selected backend.
 pub async fn open(global: &GlobalArgs, access: Access) -> anyhow::Result<Arc<dyn EventLog>> {
-    if let Some(brokers) = &global.brokers {
-        let mut config = KafkaConfig::new(brokers.clone());
-        for kv in &global.kafka {
-            let (k, v) = kv.split_once('=').ok_or_else(|| {
-                UsageError(format!(
-                    "--kafka {kv}: expected KEY=VALUE (a librdkafka property)"
-                ))
-            })?;
-            config
-                .properties
-                .insert(k.trim().to_string(), v.trim().to_string());
-        }
-        config.validate().map_err(UsageError)?;
-        config.atomic_topics = vec![global.topics().journal()];
+    if let Some(config) = kafka_config(global)? {
+        let brokers = config.brokers.clone();
         let log = KafkaLog::connect(config)
             .await
             .with_context(|| format!("connecting to Kafka at {brokers}"))?;

@@ -41,6 +41,10 @@ pub struct BenchArgs {
     /// ten times as many more).
     #[arg(long, default_value_t = 1_000_000)]
     pub observations: u64,
+    /// Workflows submitted for the Kafka measurement (`--only kafka`, which
+    /// needs `--brokers`; two ingress records per agent and partition besides).
+    #[arg(long, default_value_t = 200_000)]
+    pub kafka_workflows: u64,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -51,13 +55,24 @@ pub enum Part {
     Codec,
     Log,
     Bottlenecks,
+    /// The engine on Kafka vs a raw consume of the same topic (`--brokers`).
+    Kafka,
 }
 
 fn rate(n: u64, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64().max(1e-9)
 }
 
-pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(global: &super::GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if args.only == Some(Part::Kafka) {
+        let report = super::bench_kafka::measure(global, args.kafka_workflows).await?;
+        if args.json {
+            println!("{report}");
+        } else {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.only == Some(Part::Bottlenecks) {
         let report = super::bench_bottlenecks::measure(
             args.bottleneck_workflows,

@@ -9,6 +9,7 @@ mod audit;
 mod backend;
 mod bench;
 mod bench_bottlenecks;
+mod bench_kafka;
 mod demo;
 mod inspect;
 mod produce;
@@ -177,7 +178,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(&cli.global, args).await,
         Command::Submit(args) => submit::run(&cli.global, args).await,
         Command::Inspect(args) => inspect::run(&cli.global, args).await,
-        Command::Bench(args) => bench::run(args).await,
+        Command::Bench(args) => bench::run(&cli.global, args).await,
         Command::Replay(args) => replay::run(&cli.global, args).await,
         Command::Audit(args) => audit::run(&cli.global, args).await,
         Command::Report(args) => report::run(&cli.global, args).await,

@@ -23,6 +23,8 @@ pub mod framing;
 mod group;
 mod reader;
 
+pub use reader::ReaderConsumer;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -101,6 +103,15 @@ pub struct KafkaLog {
 }
 
 impl KafkaLog {
+    /// A plain consumer with this log's reader settings and no group
+    /// (positioned by `assign`), e.g. for a baseline measurement.
+    pub fn plain_consumer(&self) -> Result<ReaderConsumer, LogError> {
+        self.config
+            .reader()
+            .create_with_context(reader::QuietEof)
+            .map_err(broker)
+    }
+
     /// Creates the clients (they connect lazily) and checks the brokers
     /// answer a metadata request.
     pub async fn connect(config: KafkaConfig) -> Result<KafkaLog, LogError> {
