@@ -54,6 +54,19 @@ impl Topics {
         self.name("dlq")
     }
 
+    /// The engine's consumer group: `<prefix>engine` with the prefix's
+    /// trailing dot as a dash (`baton-engine` for the default prefix), so
+    /// Baton deployments under different prefixes on one cluster never
+    /// rebalance each other.
+    pub fn engine_group(&self) -> String {
+        let base = self.prefix.strip_suffix('.').unwrap_or(&self.prefix);
+        if base.is_empty() {
+            "engine".into()
+        } else {
+            format!("{base}-engine")
+        }
+    }
+
     /// All standard topics with `partitions` partitions each.
     pub fn specs(&self, partitions: u32) -> Vec<TopicSpec> {
         let mut specs: Vec<TopicSpec> = [

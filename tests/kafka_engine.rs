@@ -1,6 +1,9 @@
 //! The engine on Kafka, end to end, with real processes:
 //! - two `baton run` instances share 4 partitions through a consumer group;
-//!   one is SIGKILLed mid-run and the survivor takes its partitions over;
+//!   one is SIGKILLed mid-run and the survivor takes its partitions over
+//!   (the second to join is killed: tansu 0.6.0 never replaces a dead group
+//!   *leader*, so killing the first member stalls the group on that broker;
+//!   Apache Kafka's coordinator handles both);
 //! - a durable (sqlite) broker is restarted mid-run and the engine carries on.
 //!
 //! Afterwards every ingress event is reflected in the journal once (no
@@ -182,6 +185,7 @@ fn replay_verify(brokers: &str, prefix: &str, data_dir: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_partitions_and_the_survivor_takes_over_after_sigkill() {
+    // A joins first (the group leader on tansu), B second; B is killed.
     const WORKFLOWS: u32 = 5_000;
     let brokers = brokers();
     let prefix = format!("{}.", unique("ha"));
@@ -200,12 +204,12 @@ async fn two_instances_share_partitions_and_the_survivor_takes_over_after_sigkil
 
     let log = connect(&brokers, &[]).await;
     let topics = Topics::new(&prefix);
-    // Kill A once both instances have written a good part of the journal.
+    // Kill B once both instances have written a good part of the journal.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let total = journal_total(&log, &topics).await;
         if total > 12 * WORKFLOWS as u64 / 4 {
-            eprintln!("SIGKILL instance A at {total} journal events");
+            eprintln!("SIGKILL instance B at {total} journal events");
             break;
         }
         assert!(
@@ -214,32 +218,35 @@ async fn two_instances_share_partitions_and_the_survivor_takes_over_after_sigkil
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    a.kill().unwrap();
-    a.wait().unwrap();
+    b.kill().unwrap();
+    b.wait().unwrap();
     let before = journal_total(&log, &topics).await;
 
     let summary = fleet_summary(fleet);
     eprintln!("fleet: {summary}");
     assert_eq!(summary["workflows_succeeded"], WORKFLOWS, "{summary}");
-    sigterm(&mut b);
+    sigterm(&mut a);
     let after = journal_total(&log, &topics).await;
     assert!(after > before, "the survivor went on: {before} → {after}");
 
     let succeeded = check_effectively_once(&log, &topics, WORKFLOWS).await;
     assert_eq!(succeeded, WORKFLOWS as usize);
     // The survivor's stores now hold all four partitions.
-    replay_verify(&brokers, &prefix, &b_dir);
+    replay_verify(&brokers, &prefix, &a_dir);
     for p in 0..PARTITIONS {
         assert!(
-            b_dir.join("store").join(format!("p-{p}")).exists(),
-            "B owns p-{p}"
+            a_dir.join("store").join(format!("p-{p}")).exists(),
+            "A owns p-{p}"
         );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_engine_rides_out_a_durable_broker_restart() {
-    const WORKFLOWS: u32 = 2_000;
+    // tansu's sqlite storage sustains far less than its memory storage
+    // (about 100 ingress records/s here with debug builds), so this run
+    // is small; volume is the two-instance test's job.
+    const WORKFLOWS: u32 = 400;
     let dir = tempfile::tempdir().unwrap();
     let mut broker = Broker::start("sqlite://tansu.db", dir.path());
     let brokers = broker.addr();

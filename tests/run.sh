@@ -54,7 +54,15 @@ step "Python interop environment (confluent-kafka, fastavro)"
 # cached under target/ between runs.
 VENV=target/interop-venv
 if ! "$VENV/bin/python" -c 'import confluent_kafka, fastavro' 2>/dev/null; then
-  python3 -m venv "$VENV"
+  if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
+    # Debian ships venv (and its pip bootstrap) as a separate package.
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+  fi
   "$VENV/bin/pip" install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
 fi
 export BATON_TEST_PYTHON="$PWD/$VENV/bin/python"

@@ -100,6 +100,7 @@ pub fn engine(
     let mut options = EngineOptions::new(global.data_dir.clone());
     options.flush_every = std::time::Duration::from_millis(args.flush_ms.max(1));
     options.batch = args.batch_size as usize;
+    options.group = global.topics().engine_group();
     Ok(Arc::new(Engine {
         log,
         codec: Codec::builtin()?,

@@ -46,6 +46,10 @@ pub struct TailArgs {
 
 const POLL: Duration = Duration::from_millis(100);
 const BATCH: usize = 1000;
+/// Without --follow, empty reads in a row (each waits on the backend) before
+/// a partition that has not reached the end seen at start is given up on
+/// (a torn journal batch at the end is never served).
+const EMPTY_READS_BEFORE_END: u32 = 3;
 
 pub async fn run(global: &GlobalArgs, args: TailArgs) -> anyhow::Result<ExitCode> {
     let log = backend::open(global, Access::Read).await?;
@@ -66,7 +70,15 @@ pub async fn run(global: &GlobalArgs, args: TailArgs) -> anyhow::Result<ExitCode
         None => (0..count).collect(),
     };
     let mut positions = Vec::with_capacity(partitions.len());
+    // Without --follow, read up to the end seen now: on a broker a read may
+    // come back empty before that (a slow fetch), which is not the end.
+    let mut ends = Vec::with_capacity(partitions.len());
     for &p in &partitions {
+        ends.push(if args.follow {
+            0
+        } else {
+            log.high_watermark(&topic, p).await?
+        });
         let start = match args.offset {
             Some(o) => o,
             None if args.from_beginning || !args.follow => log.log_start(&topic, p).await?,
@@ -92,12 +104,17 @@ pub async fn run(global: &GlobalArgs, args: TailArgs) -> anyhow::Result<ExitCode
     let stdout = std::io::stdout();
     loop {
         let mut progressed = false;
-        for (p, next) in positions.iter_mut() {
+        for ((p, next), &end) in positions.iter_mut().zip(&ends) {
+            let mut empty_reads = 0;
             while printed < limit && !stop.load(Ordering::Relaxed) {
                 let want = BATCH.min((limit - printed).min(BATCH as u64) as usize);
                 let records = log.read(&topic, *p, *next, want).await?;
                 if records.is_empty() {
-                    break;
+                    empty_reads += 1;
+                    if args.follow || *next >= end || empty_reads >= EMPTY_READS_BEFORE_END {
+                        break;
+                    }
+                    continue;
                 }
                 let mut out = stdout.lock();
                 for r in &records {

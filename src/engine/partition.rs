@@ -68,7 +68,18 @@ struct Loop<'a> {
     pending_evict: Vec<String>,
     /// Ids of finished workflows that left memory (may be in the store).
     finished: super::bloom::Bloom,
+    /// Every ingress record appended before this time has been read:
+    /// timers that judge missing reports (heartbeats, step timeouts,
+    /// deadlines) fire against it, not the clock (a lagging engine must not
+    /// declare agents lost, or steps timed out, whose reports wait unread).
+    heard_until: Timestamp,
+    /// When the ingress end was last asked for on behalf of `heard_until`.
+    heard_checked: Option<Instant>,
 }
+
+/// How often a partition with a held-back timer asks where its ingress
+/// ends.
+const HEARD_CHECK_EVERY: Duration = Duration::from_millis(100);
 
 /// Runs partition `p` until `stop` turns true; flushes the store on the way out.
 pub async fn run_partition(
@@ -87,7 +98,15 @@ pub async fn run_partition(
             .read(&ingress, p, lp.ingress_next, engine.options.batch)
             .await?;
         let t = now();
-        let idle = records.is_empty() && lp.state.next_timer().is_none_or(|due| due > t);
+        if records.len() < engine.options.batch {
+            let next = records.last().map_or(lp.ingress_next, |r| r.offset + 1);
+            lp.advance_heard(next, t).await;
+        }
+        let idle = records.is_empty()
+            && lp
+                .state
+                .next_timer_heard(t, lp.heard_until)
+                .is_none_or(|due| due > t);
         if idle {
             if lp.facts_since_flush > 0 && lp.last_flush.elapsed() >= engine.options.flush_every {
                 lp.checkpoint(false).await?;
@@ -95,7 +114,7 @@ pub async fn run_partition(
             // Caught up: wait for the next ingress append (the log wakes
             // us), the next timer, or the next checkpoint, whichever is first.
             let mut wait = engine.options.idle_poll;
-            if let Some(due) = lp.state.next_timer() {
+            if let Some(due) = lp.state.next_timer_heard(t, lp.heard_until) {
                 let us = u64::try_from(due.0.saturating_sub(t.0)).unwrap_or(0);
                 wait = wait.min(Duration::from_micros(us));
             }
@@ -161,6 +180,8 @@ impl<'a> Loop<'a> {
             pending_write: None,
             pending_evict: Vec::new(),
             finished,
+            heard_until: Timestamp(0),
+            heard_checked: None,
         };
         let committed = engine
             .log
@@ -174,6 +195,34 @@ impl<'a> Loop<'a> {
         lp.refold_tail(committed).await?;
         lp.ingress_next = lp.ingress_next.max(committed);
         Ok(lp)
+    }
+
+    /// Moves `heard_until` to `t` when a timer is waiting for it
+    /// and ingress is read to its end (`next` is the offset after the last
+    /// record read). Asks the log at most every [`HEARD_CHECK_EVERY`]; an
+    /// unreachable log proves nothing, so it keeps the timers waiting.
+    async fn advance_heard(&mut self, next: u64, t: Timestamp) {
+        if !self.state.timer_held(t, self.heard_until)
+            || self
+                .heard_checked
+                .is_some_and(|c| c.elapsed() < HEARD_CHECK_EVERY)
+        {
+            return;
+        }
+        self.heard_checked = Some(Instant::now());
+        let ingress = self.engine.topics.ingress();
+        match self.engine.log.high_watermark(&ingress, self.p).await {
+            Ok(end) if next >= end => self.heard_until = t,
+            Ok(end) => tracing::debug!(
+                partition = self.p,
+                next,
+                end,
+                "ingress not read to its end; timers wait"
+            ),
+            Err(e) => {
+                tracing::debug!(partition = self.p, error = %e, "ingress end unknown; timers wait")
+            }
+        }
     }
 
     /// Remembers the causation ids of the journal just before the checkpoint,
@@ -384,7 +433,7 @@ impl<'a> Loop<'a> {
                 Err(rej) => self.dead_letter(r, rej.code, rej.message, &mut dlq)?,
             }
         }
-        for f in self.state.tick(t) {
+        for f in self.state.tick_heard(t, self.heard_until) {
             journal.push((None, f));
         }
         // One append per ~8 MiB, split only between inputs, so every input's

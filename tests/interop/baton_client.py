@@ -37,9 +37,11 @@ class Codec:
     def __init__(self, schema_path):
         with open(schema_path) as f:
             self.schema = fastavro.parse_schema(json.load(f))
-        # fastavro prints the fingerprint's little-endian bytes in hex.
+        # The fingerprint is of the schema's Parsing Canonical Form;
+        # fastavro gives its little-endian bytes in hex.
+        canonical = fastavro.schema.to_parsing_canonical_form(self.schema)
         self.header = MAGIC + bytes.fromhex(
-            fastavro.schema.fingerprint(self.schema, "CRC-64-AVRO")
+            fastavro.schema.fingerprint(canonical, "CRC-64-AVRO")
         )
 
     def encode(self, record_name, payload, correlation_id, producer):

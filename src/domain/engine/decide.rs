@@ -3,6 +3,7 @@
 //! one. Workflow rules live here; agent rules in `agents.rs`.
 
 use std::hash::{BuildHasher, Hash};
+use std::ops::Bound;
 
 use foldhash::HashMap;
 use std::sync::Arc;
@@ -207,15 +208,46 @@ impl PartitionState {
         Ok(ctx.finish())
     }
 
-    /// Fires every timer due at `now`, then schedules.
+    /// Fires every timer due at `now`, then schedules (every report up to
+    /// `now` has been read).
     pub fn tick(&mut self, now: Timestamp) -> Vec<Fact> {
+        self.tick_heard(now, now)
+    }
+
+    /// Fires every timer due at `now`, except timers that judge missing
+    /// reports (heartbeats, step timeouts, deadlines) due after
+    /// `heard_until`, the time up to which every ingress report is known to
+    /// have been read; those wait (the reports may be unread).
+    pub fn tick_heard(&mut self, now: Timestamp, heard_until: Timestamp) -> Vec<Fact> {
+        let heard_until = heard_until.min(now);
         let mut out = Vec::new();
-        while let Some((due, key)) = self.timers.iter().next().cloned() {
+        // The last held-back timer: the scan continues after it.
+        let mut held: Option<(Timestamp, TimerKey)> = None;
+        loop {
+            let next = match &held {
+                None => self.timers.iter().next(),
+                Some(h) => self
+                    .timers
+                    .range((Bound::Excluded(h.clone()), Bound::Unbounded))
+                    .next(),
+            };
+            let Some((due, key)) = next.cloned() else {
+                break;
+            };
             if due > now {
                 break;
             }
+            if key.judges_reports() && due > heard_until {
+                held = Some((due, key));
+                continue;
+            }
             self.timers.remove(&(due, key.clone()));
-            let mut ctx = Ctx::new(key.cause_id(due), now);
+            let at = if key.judges_reports() {
+                heard_until
+            } else {
+                now
+            };
+            let mut ctx = Ctx::new(key.cause_id(due), at);
             self.fire(&mut ctx, &key, due);
             self.admit(&mut ctx);
             self.schedule(&mut ctx);

@@ -366,10 +366,30 @@ impl PartitionState {
     /// The earliest pending timer, if any.
     /// (A due bottleneck evaluation counts as a timer.)
     pub fn next_timer(&self) -> Option<Timestamp> {
-        let timer = self.timers.iter().next().map(|(t, _)| *t);
+        self.next_timer_heard(Timestamp(i64::MAX), Timestamp(i64::MAX))
+    }
+
+    /// The earliest timer `tick_heard(now, heard_until)` can fire: timers
+    /// that judge reports and are due after `heard_until` wait for ingress
+    /// to be read further (only due timers are scanned past).
+    pub fn next_timer_heard(&self, now: Timestamp, heard_until: Timestamp) -> Option<Timestamp> {
+        let timer = self
+            .timers
+            .iter()
+            .find(|(due, key)| *due > now || !key.judges_reports() || *due <= heard_until)
+            .map(|(t, _)| *t);
         match (timer, self.next_evaluation()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// True when a timer is due by `now` but held back because ingress is
+    /// read only up to `heard_until`.
+    pub fn timer_held(&self, now: Timestamp, heard_until: Timestamp) -> bool {
+        self.timers
+            .iter()
+            .take_while(|(due, _)| *due <= now)
+            .any(|(due, key)| key.judges_reports() && *due > heard_until)
     }
 }

@@ -142,7 +142,13 @@ impl KafkaConfig {
             // A member never reads (its partitions are paused), and a group
             // that committed nothing yet must not make it fail.
             .set("auto.offset.reset", "latest")
-            .set("partition.assignment.strategy", "roundrobin")
+            // Incremental: a rebalance moves only the partitions that
+            // change owner, and the others keep running. Its member metadata
+            // also carries the owned partitions and generation, which brokers
+            // that reuse a stale assignment when a rejoining member's
+            // metadata is unchanged (tansu 0.6 after a member expires) need
+            // to see the group has changed.
+            .set("partition.assignment.strategy", "cooperative-sticky")
             .set("fetch.wait.max.ms", self.fetch_wait_ms.to_string());
         for (k, default) in [
             ("session.timeout.ms", "6000"),

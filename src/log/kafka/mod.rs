@@ -43,7 +43,7 @@ use rdkafka::{Offset as KOffset, TopicPartitionList};
 pub use config::KafkaConfig;
 
 use self::framing::Frame;
-use self::reader::Reader;
+use self::reader::{Reader, SEEK_WAIT};
 use super::membership::Membership;
 use super::{EventLog, LogError, Offset, ProducerRecord, StoredRecord, TopicPartition, TopicSpec};
 
@@ -51,9 +51,6 @@ use super::{EventLog, LogError, Offset, ProducerRecord, StoredRecord, TopicParti
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a read waits for records it knows exist (or the partition end).
 const READ_WAIT: Duration = Duration::from_secs(5);
-/// How long a repositioned reader waits for its first record before it
-/// concludes the broker skipped the batch holding the requested offset.
-const SEEK_WAIT: Duration = Duration::from_millis(250);
 /// How long a reader that saw the partition end waits for its next fetch
 /// before it asks the broker where the end is now.
 const AT_END_WAIT: Duration = Duration::from_millis(25);
@@ -478,7 +475,11 @@ impl EventLog for KafkaLog {
                 // holding the requested offset.
                 r.step_back()?;
             }
-            let wait = if r.seeking() { SEEK_WAIT } else { READ_WAIT };
+            let wait = if r.seeking() {
+                r.seek_wait()
+            } else {
+                READ_WAIT
+            };
             r = blocking(move || {
                 let res = r.fill(max_records, wait);
                 (r, res)
@@ -489,6 +490,11 @@ impl EventLog for KafkaLog {
                 // Neither records nor an end: a seeking reader may sit inside
                 // the last batch on a broker that skips it.
                 if r.seeking() && r.step_back()? {
+                    continue;
+                }
+                // A seek that ran out of steps has only waited a short
+                // while; a slow broker gets one full wait before "nothing".
+                if wait < READ_WAIT {
                     continue;
                 }
                 break;

@@ -68,7 +68,18 @@ pub struct Reader {
     /// While seeking: the requested offset and where the consumer was
     /// actually assigned (at or below it).
     seek: Option<(Offset, Offset)>,
+    /// How long the current seek step waits for a first record before it
+    /// steps further back: doubles per step, so a slow broker (whose fetch
+    /// outlasts the first wait) is eventually waited for rather than
+    /// cancelled by every step.
+    seek_wait: Duration,
 }
+
+/// A repositioned reader's first wait for a record before it concludes the
+/// broker skipped the batch holding the requested offset.
+pub const SEEK_WAIT: Duration = Duration::from_millis(250);
+/// The longest a seek step waits.
+const SEEK_WAIT_MAX: Duration = Duration::from_secs(8);
 
 impl Reader {
     pub fn new(consumer: ReaderConsumer, topic: &str, partition: u32, atomic: bool) -> Self {
@@ -85,6 +96,7 @@ impl Reader {
             at_end: false,
             out_of_range: false,
             seek: None,
+            seek_wait: SEEK_WAIT,
         }
     }
 
@@ -116,8 +128,14 @@ impl Reader {
         }
         let next = target.saturating_sub((2 * (target - at)).max(1));
         self.seek = Some((target, next));
+        self.seek_wait = (self.seek_wait * 2).min(SEEK_WAIT_MAX);
         self.assign(next)?;
         Ok(true)
+    }
+
+    /// How long to wait for the first record of the current seek step.
+    pub fn seek_wait(&self) -> Duration {
+        self.seek_wait
     }
 
     /// Where a continuing read starts.
@@ -158,6 +176,7 @@ impl Reader {
         }
         self.assign(from)?;
         self.seek = Some((from, from));
+        self.seek_wait = SEEK_WAIT;
         self.positioned = true;
         self.fetched_next = from;
         self.ready.clear();

@@ -136,3 +136,40 @@ fn declined_assignments_are_requeued_and_drained_agents_get_no_work() {
         "invalid_agent"
     );
 }
+
+#[test]
+fn a_lagging_engine_judges_silence_only_up_to_what_it_has_read() {
+    let mut s = Spec::new().given(
+        0.0,
+        vec![
+            agent_hb("a1", 1000),
+            submit(
+                "wf",
+                vec![StepDefinition {
+                    timeout_ms: Some(2000),
+                    ..step("a", &[])
+                }],
+            ),
+        ],
+    );
+    // Ten seconds on the clock, but ingress read only up to 1.2 s: the
+    // heartbeats and the result may be waiting unread.
+    assert!(s.tick_heard(10.0, 1.2).is_empty(), "nothing judged yet");
+    assert!(
+        s.state.timer_held(secs(10.0), secs(1.2)),
+        "timers wait for ingress"
+    );
+    assert!(
+        s.state
+            .next_timer_heard(secs(10.0), secs(1.2))
+            .is_none_or(|due| due > secs(10.0)),
+        "a loop with only held timers idles"
+    );
+    // Read up to 1.6 s: 1.5 intervals of silence, the agent is degraded.
+    assert_eq!(names(&s.tick_heard(10.0, 1.6)), ["AgentHealthChanged"]);
+    // Caught up: the step timed out at 2 s and the agent is lost at 3 s.
+    let f = s.tick_heard(10.0, 10.0);
+    assert!(names(&f).contains(&"StepTimedOut"), "{:?}", names(&f));
+    assert!(names(&f).contains(&"AgentLost"), "{:?}", names(&f));
+    assert!(!s.state.timer_held(secs(10.0), secs(10.0)));
+}

@@ -76,6 +76,13 @@ impl Spec {
         self.journal.extend(facts.clone());
         facts
     }
+
+    /// A tick of an engine that has read its ingress only up to `heard`.
+    pub(super) fn tick_heard(&mut self, at: f64, heard: f64) -> Vec<Fact> {
+        let facts = self.state.tick_heard(secs(at), secs(heard));
+        self.journal.extend(facts.clone());
+        facts
+    }
 }
 
 pub(super) fn names(facts: &[Fact]) -> Vec<&'static str> {
