@@ -180,9 +180,21 @@ fn exit_codes() {
             .code(),
         Some(2)
     );
-    let o = baton(dir.path(), &["--brokers", "127.0.0.1:9092", "tail"], "");
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("Kafka backend"), "{}", stderr(&o));
+    // Kafka settings are checked before any connection is tried.
+    let o = baton(
+        dir.path(),
+        &["--brokers", "127.0.0.1:1", "--kafka", "acks=0", "tail"],
+        "",
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("`acks`"), "{}", stderr(&o));
+    let o = baton(
+        dir.path(),
+        &["--brokers", "127.0.0.1:1", "--kafka", "linger.ms", "tail"],
+        "",
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("KEY=VALUE"), "{}", stderr(&o));
     assert!(baton(dir.path(), &["produce"], SUBMIT).status.success());
     let o = baton(dir.path(), &["tail", "--partition", "99"], "");
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));

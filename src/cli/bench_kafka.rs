@@ -10,7 +10,10 @@
 //!    offset commits — the work a live engine does per input.
 //!
 //! The ratio of the two is the figure to compare, since both share the
-//! machine with the broker. The topics are left on the broker (the log API
+//! machine with the broker. The engine writes several records per input
+//! (journal facts, assignments, status), so the JSON also gives the
+//! broker-bound rate: reading one record and writing that many at the
+//! measured consume and produce rates. The topics are left on the broker (the log API
 //! has no delete); use a scratch broker.
 
 use std::collections::BTreeMap;
@@ -231,19 +234,44 @@ pub async fn measure(global: &GlobalArgs, workflows: u64) -> anyhow::Result<Valu
     };
     let log: Arc<dyn EventLog> = kafka.clone();
     let (engine_s, stats) = engine_catch_up(log, &codec, &topics, partitions, total).await?;
+    // Every record the engine wrote: the topics are fresh, so their ends
+    // are the counts.
+    let mut written = 0u64;
+    for t in [
+        topics.journal(),
+        topics.assignments(),
+        topics.status(),
+        topics.alerts(),
+        topics.dlq(),
+    ] {
+        for p in 0..partitions {
+            written += kafka.high_watermark(&t, p).await?;
+        }
+    }
     let raw = total as f64 / raw_s;
+    let produce = total as f64 / produce_s;
     let engine = total as f64 / engine_s;
+    // What the broker allows an engine that reads one record and writes
+    // `per_input` per input, at the rates measured above (no decoding, no
+    // deciding): the ceiling the engine's figure compares with.
+    let per_input = written as f64 / total as f64;
+    let ceiling = 1.0 / (1.0 / raw + per_input / produce);
     Ok(json!({
         "broker": global.brokers,
         "topic_prefix": prefix,
         "partitions": partitions,
         "ingress_records": total,
-        "produce_records_per_s": total as f64 / produce_s,
+        "produce_records_per_s": produce,
         "raw_consume_records_per_s": raw,
         "engine_inputs_per_s": engine,
         "engine_vs_raw_consume": engine / raw,
         "engine_journal_facts": EngineStats::get(&stats.journal_events),
         "engine_journal_facts_per_s": EngineStats::get(&stats.journal_events) as f64 / engine_s,
         "engine_assignments": EngineStats::get(&stats.assignments),
+        "engine_records_written": written,
+        "engine_records_written_per_input": per_input,
+        "engine_broker_records_per_s": (total + written) as f64 / engine_s,
+        "broker_bound_inputs_per_s": ceiling,
+        "engine_vs_broker_bound": engine / ceiling,
     }))
 }

@@ -18,6 +18,7 @@
 //! Durability is the broker's: an acknowledged append survives what the
 //! broker's replication survives. `flush` waits for in-flight records.
 
+mod client_log;
 pub mod config;
 pub mod framing;
 mod group;
@@ -32,7 +33,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header as KHeader, OwnedHeaders};
@@ -42,6 +42,7 @@ use rdkafka::{Offset as KOffset, TopicPartitionList};
 
 pub use config::KafkaConfig;
 
+use self::client_log::ClientLogs;
 use self::framing::Frame;
 use self::reader::{Reader, SEEK_WAIT};
 use super::membership::Membership;
@@ -86,8 +87,8 @@ type SharedReader = Arc<tokio::sync::Mutex<Reader>>;
 
 pub struct KafkaLog {
     config: KafkaConfig,
-    producer: FutureProducer,
-    admin: AdminClient<DefaultClientContext>,
+    producer: FutureProducer<ClientLogs>,
+    admin: AdminClient<ClientLogs>,
     /// Metadata and watermark queries.
     meta: Arc<reader::ReaderConsumer>,
     readers: Mutex<HashMap<(String, u32), SharedReader>>,
@@ -105,7 +106,7 @@ impl KafkaLog {
     pub fn plain_consumer(&self) -> Result<ReaderConsumer, LogError> {
         self.config
             .reader()
-            .create_with_context(reader::QuietEof)
+            .create_with_context(ClientLogs)
             .map_err(broker)
     }
 
@@ -114,12 +115,17 @@ impl KafkaLog {
     pub async fn connect(config: KafkaConfig) -> Result<KafkaLog, LogError> {
         config.validate().map_err(LogError::Broker)?;
         tracing::info!(brokers = %config.brokers, properties = ?config.redacted(), "connecting to Kafka");
-        let producer: FutureProducer = config.producer().create().map_err(broker)?;
-        let admin: AdminClient<DefaultClientContext> =
-            config.producer().create().map_err(broker)?;
+        let producer: FutureProducer<ClientLogs> = config
+            .producer()
+            .create_with_context(ClientLogs)
+            .map_err(broker)?;
+        let admin: AdminClient<ClientLogs> = config
+            .producer()
+            .create_with_context(ClientLogs)
+            .map_err(broker)?;
         let meta = config
             .reader()
-            .create_with_context(reader::QuietEof)
+            .create_with_context(ClientLogs)
             .map_err(broker)?;
         let log = KafkaLog {
             config,
@@ -194,7 +200,7 @@ impl KafkaLog {
         let consumer = self
             .config
             .reader()
-            .create_with_context(reader::QuietEof)
+            .create_with_context(ClientLogs)
             .map_err(broker)?;
         let r = Arc::new(tokio::sync::Mutex::new(Reader::new(
             consumer, topic, partition, atomic,

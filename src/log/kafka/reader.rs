@@ -27,28 +27,11 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset as KOffset, TopicPartitionList};
 
+use super::client_log::ClientLogs;
 use super::framing::Unframer;
 use crate::log::{Header, LogError, Offset, StoredRecord};
 
-/// Drops librdkafka's "partition EOF" reports from its global error log:
-/// readers expect the end of a partition and handle it themselves.
-pub struct QuietEof;
-
-impl rdkafka::ClientContext for QuietEof {
-    fn error(&self, error: KafkaError, reason: &str) {
-        let eof = matches!(
-            error,
-            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
-        );
-        if !eof {
-            tracing::warn!(error = %error, reason, "kafka client error");
-        }
-    }
-}
-
-impl rdkafka::consumer::ConsumerContext for QuietEof {}
-
-pub type ReaderConsumer = BaseConsumer<QuietEof>;
+pub type ReaderConsumer = BaseConsumer<ClientLogs>;
 
 pub struct Reader {
     consumer: ReaderConsumer,
