@@ -152,7 +152,12 @@ async fn settle(
 ) {
     fn apply(change: Option<OwnershipChange>, owned: &mut Vec<u32>) {
         match change {
-            Some(OwnershipChange::Assigned(p)) => *owned = p,
+            // Incremental (cooperative) rebalancing: added to what is owned.
+            Some(OwnershipChange::Assigned(p)) => {
+                owned.extend(p);
+                owned.sort_unstable();
+                owned.dedup();
+            }
             Some(OwnershipChange::Revoked { partitions, done }) => {
                 owned.retain(|p| !partitions.contains(p));
                 let _ = done.send(());

@@ -77,6 +77,10 @@ struct Loop<'a> {
     heard_checked: Option<Instant>,
 }
 
+/// Empty reads in a row below the journal's end before a recovering
+/// partition takes its tail as read.
+const MAX_EMPTY_TAIL_READS: u32 = 3;
+
 /// How often a partition with a held-back timer asks where its ingress
 /// ends.
 const HEARD_CHECK_EVERY: Duration = Duration::from_millis(100);
@@ -262,13 +266,26 @@ impl<'a> Loop<'a> {
         // Results of tick facts seen while quiet: published only if no input
         // below `committed` follows them.
         let mut held = Outbox::default();
+        let end = self.engine.log.high_watermark(&journal, self.p).await?;
+        let mut empty_reads = 0;
         loop {
             let records = self
                 .engine
                 .log
                 .read(&journal, self.p, self.journal_next, 8192)
                 .await?;
-            let Some(last) = records.last() else { break };
+            let Some(last) = records.last() else {
+                // Empty is the end on the embedded log; on a broker it can
+                // be a slow fetch, so read on while below the end seen at
+                // the start (bounded: a torn batch at the very end is never
+                // served).
+                empty_reads += 1;
+                if self.journal_next >= end || empty_reads >= MAX_EMPTY_TAIL_READS {
+                    break;
+                }
+                continue;
+            };
+            empty_reads = 0;
             self.journal_next = last.offset + 1;
             let mut outbox = Outbox::default();
             for r in &records {
@@ -331,10 +348,19 @@ impl<'a> Loop<'a> {
         Ok(())
     }
 
+    /// Appends each topic-partition's records; the partitions' appends
+    /// overlap (on a broker one round trip in all, not one per partition).
     async fn publish(&self, outbox: Outbox) -> Result<(), EngineError> {
-        for ((topic, partition), records) in outbox.by_tp {
-            self.engine.log.append(&topic, partition, records).await?;
-        }
+        let log = &self.engine.log;
+        futures::future::try_join_all(
+            outbox
+                .by_tp
+                .into_iter()
+                .map(|((topic, partition), records)| async move {
+                    log.append(&topic, partition, records).await
+                }),
+        )
+        .await?;
         Ok(())
     }
 

@@ -17,7 +17,10 @@ use std::sync::mpsc;
 /// A change of the partitions this process owns.
 #[derive(Debug)]
 pub enum OwnershipChange {
+    /// These partitions are now owned too (rebalances are incremental:
+    /// what is not revoked stays owned).
     Assigned(Vec<u32>),
+    /// These partitions are no longer owned.
     Revoked {
         partitions: Vec<u32>,
         /// Send once the partitions are flushed and committed.

@@ -109,10 +109,12 @@ impl Outbox {
     }
 
     /// Appends everything buffered, one call per partition (more only when a
-    /// partition holds more than [`MAX_APPEND_BYTES`]). Returns the number of
-    /// records appended. On error the failed partition's records are lost.
+    /// partition holds more than [`MAX_APPEND_BYTES`]); the partitions'
+    /// appends overlap. Returns the number of records appended. On error the
+    /// failed partition's records are lost.
     pub(crate) async fn flush(&mut self, log: &dyn EventLog) -> Result<usize, SimError> {
         let mut written = 0;
+        let mut batches: Vec<(u32, Vec<Vec<ProducerRecord>>)> = Vec::new();
         for (partition, part) in self.parts.iter_mut().enumerate() {
             if part.spans.is_empty() {
                 continue;
@@ -120,23 +122,35 @@ impl Outbox {
             let buf = Bytes::from(std::mem::take(&mut part.data));
             let spans = std::mem::take(&mut part.spans);
             self.pending -= spans.len();
-            let mut chunk = Vec::with_capacity(spans.len());
+            written += spans.len();
+            let mut chunks = vec![Vec::with_capacity(spans.len())];
             let mut chunk_start = 0;
             for (value_start, key_start, end) in spans {
-                if !chunk.is_empty() && end - chunk_start > MAX_APPEND_BYTES {
-                    written += chunk.len();
-                    log.append(&self.topic, partition as u32, std::mem::take(&mut chunk))
-                        .await?;
+                let full = chunks
+                    .last()
+                    .is_some_and(|c: &Vec<ProducerRecord>| !c.is_empty())
+                    && end - chunk_start > MAX_APPEND_BYTES;
+                if full {
+                    chunks.push(Vec::new());
                     chunk_start = value_start;
                 }
-                chunk.push(ProducerRecord::new(
-                    Some(buf.slice(key_start..end)),
-                    buf.slice(value_start..key_start),
-                ));
+                if let Some(chunk) = chunks.last_mut() {
+                    chunk.push(ProducerRecord::new(
+                        Some(buf.slice(key_start..end)),
+                        buf.slice(value_start..key_start),
+                    ));
+                }
             }
-            written += chunk.len();
-            log.append(&self.topic, partition as u32, chunk).await?;
+            batches.push((partition as u32, chunks));
         }
+        let topic = &self.topic;
+        futures::future::try_join_all(batches.into_iter().map(|(partition, chunks)| async move {
+            for chunk in chunks {
+                log.append(topic, partition, chunk).await?;
+            }
+            Ok::<(), crate::log::LogError>(())
+        }))
+        .await?;
         Ok(written)
     }
 }
