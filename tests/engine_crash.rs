@@ -68,16 +68,8 @@ async fn prepare(log: &EmbeddedLog, codec: &Codec, topics: &Topics) {
     for i in 0..WORKFLOWS {
         let id = format!("wf-{i}");
         let step = |s: &str, deps: &[&str]| StepDefinition {
-            id: s.into(),
-            kind: None,
             capabilities: vec!["llm".into()],
-            pool: None,
-            depends_on: deps.iter().map(|d| d.to_string()).collect(),
-            timeout_ms: None,
-            retry: None,
-            priority: 0,
-            input: None,
-            when: None,
+            ..StepDefinition::new(s, deps)
         };
         let submit = SubmitWorkflow {
             workflow_id: id.clone(),

@@ -53,16 +53,8 @@ fn envelope(payload: Payload, correlation: &str) -> Envelope {
 
 fn submission(i: u64) -> SubmitWorkflow {
     let step = |id: &str, deps: &[&str]| StepDefinition {
-        id: id.into(),
-        kind: None,
         capabilities: vec!["llm".into()],
-        pool: None,
-        depends_on: deps.iter().map(|d| d.to_string()).collect(),
-        timeout_ms: None,
-        retry: None,
-        priority: 0,
-        input: None,
-        when: None,
+        ..StepDefinition::new(id, deps)
     };
     SubmitWorkflow {
         workflow_id: format!("bench-wf-{i}"),

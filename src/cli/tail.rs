@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use super::backend::{self, Access};
 use super::{GlobalArgs, UsageError};
 use crate::codec::Codec;
-use crate::log::StoredRecord;
+use crate::log::{read_toward, StoredRecord};
 
 #[derive(Debug, Args)]
 pub struct TailArgs {
@@ -46,10 +46,6 @@ pub struct TailArgs {
 
 const POLL: Duration = Duration::from_millis(100);
 const BATCH: usize = 1000;
-/// Without --follow, empty reads in a row (each waits on the backend) before
-/// a partition that has not reached the end seen at start is given up on
-/// (a torn journal batch at the end is never served).
-const EMPTY_READS_BEFORE_END: u32 = 3;
 
 pub async fn run(global: &GlobalArgs, args: TailArgs) -> anyhow::Result<ExitCode> {
     let log = backend::open(global, Access::Read).await?;
@@ -105,16 +101,15 @@ pub async fn run(global: &GlobalArgs, args: TailArgs) -> anyhow::Result<ExitCode
     loop {
         let mut progressed = false;
         for ((p, next), &end) in positions.iter_mut().zip(&ends) {
-            let mut empty_reads = 0;
             while printed < limit && !stop.load(Ordering::Relaxed) {
                 let want = BATCH.min((limit - printed).min(BATCH as u64) as usize);
-                let records = log.read(&topic, *p, *next, want).await?;
+                let records = if args.follow {
+                    log.read(&topic, *p, *next, want).await?
+                } else {
+                    read_toward(log.as_ref(), &topic, *p, *next, end, want).await?
+                };
                 if records.is_empty() {
-                    empty_reads += 1;
-                    if args.follow || *next >= end || empty_reads >= EMPTY_READS_BEFORE_END {
-                        break;
-                    }
-                    continue;
+                    break;
                 }
                 let mut out = stdout.lock();
                 for r in &records {

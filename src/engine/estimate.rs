@@ -192,16 +192,8 @@ mod tests {
 
     fn step(id: &str, kind: &str, deps: &[&str]) -> StepDefinition {
         StepDefinition {
-            id: id.into(),
             kind: Some(kind.into()),
-            capabilities: vec![],
-            pool: None,
-            depends_on: deps.iter().map(|d| d.to_string()).collect(),
-            timeout_ms: None,
-            retry: None,
-            priority: 0,
-            input: None,
-            when: None,
+            ..StepDefinition::new(id, deps)
         }
     }
 

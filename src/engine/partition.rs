@@ -19,10 +19,14 @@ use super::results::{results_for, ResultBody};
 use super::{Engine, EngineError, EngineStats};
 use crate::domain::engine::PartitionState;
 use crate::domain::events::*;
-use crate::log::{partition_for_key, Header, ProducerRecord, StoredRecord, TopicPartition};
+use crate::log::{
+    partition_for_key, read_toward, Header, ProducerRecord, StoredRecord, TopicPartition,
+};
 use crate::store::{Checkpoint, Finished, JournalIndex, ProjectionStore};
 
 use super::replay::{ingress_offset, INGRESS_OFFSET_HEADER};
+
+mod recover;
 /// Journal bytes per append (the embedded log accepts up to 16 MiB).
 const MAX_APPEND_BYTES: usize = 8 << 20;
 const DLQ_NAMESPACE: Uuid = Uuid::from_u128(0x3d0c_91aa_5b7e_4f12_8c6d_2e9a_1b4f_7c30);
@@ -76,10 +80,6 @@ struct Loop<'a> {
     /// When the ingress end was last asked for on behalf of `heard_until`.
     heard_checked: Option<Instant>,
 }
-
-/// Empty reads in a row below the journal's end before a recovering
-/// partition takes its tail as read.
-const MAX_EMPTY_TAIL_READS: u32 = 3;
 
 /// How often a partition with a held-back timer asks where its ingress
 /// ends.
@@ -150,57 +150,6 @@ pub async fn run_partition(
 }
 
 impl<'a> Loop<'a> {
-    async fn recover(engine: &'a Engine, p: u32) -> Result<Loop<'a>, EngineError> {
-        let store = ProjectionStore::open(&engine.options.data_dir, p)?;
-        let mut state = PartitionState::new(engine.config.clone());
-        state.producer = format!("baton-engine/{p}");
-        let mut finished = super::bloom::Bloom::new(24);
-        let mut index = JournalIndex::default();
-        let cp = store
-            .load_into(&mut state, &mut index, |id| finished.insert(id))?
-            .unwrap_or_default();
-        let mut result_partitions = BTreeMap::new();
-        for t in [
-            engine.topics.assignments(),
-            engine.topics.status(),
-            engine.topics.alerts(),
-            engine.topics.dlq(),
-        ] {
-            let n = engine.log.partition_count(&t).await?;
-            result_partitions.insert(t, n);
-        }
-        let mut lp = Loop {
-            engine,
-            p,
-            state,
-            store,
-            index,
-            journal_next: cp.journal_next,
-            ingress_next: cp.ingress_next,
-            facts_since_flush: 0,
-            last_flush: Instant::now(),
-            result_partitions,
-            journal_buf: Vec::new(),
-            pending_write: None,
-            pending_evict: Vec::new(),
-            finished,
-            heard_until: Timestamp(0),
-            heard_checked: None,
-        };
-        let committed = engine
-            .log
-            .committed(
-                &engine.options.group,
-                &TopicPartition::new(engine.topics.ingress(), p),
-            )
-            .await?
-            .unwrap_or(0);
-        lp.warm_dedup(cp.journal_next).await?;
-        lp.refold_tail(committed).await?;
-        lp.ingress_next = lp.ingress_next.max(committed);
-        Ok(lp)
-    }
-
     /// Moves `heard_until` to `t` when a timer is waiting for it
     /// and ingress is read to its end (`next` is the offset after the last
     /// record read). Asks the log at most every [`HEARD_CHECK_EVERY`]; an
@@ -227,96 +176,6 @@ impl<'a> Loop<'a> {
                 tracing::debug!(partition = self.p, error = %e, "ingress end unknown; timers wait")
             }
         }
-    }
-
-    /// Remembers the causation ids of the journal just before the checkpoint,
-    /// so duplicates of recent inputs are still recognised after a restart.
-    async fn warm_dedup(&mut self, until: u64) -> Result<(), EngineError> {
-        let journal = self.engine.topics.journal();
-        // About 1.6 facts per input: read enough facts to cover the window.
-        let window = self.engine.config.dedup_window as u64 * 3;
-        let mut next = until
-            .saturating_sub(window)
-            .max(self.engine.log.log_start(&journal, self.p).await?);
-        while next < until {
-            let records = self.engine.log.read(&journal, self.p, next, 8192).await?;
-            let Some(last) = records.last() else { break };
-            next = last.offset + 1;
-            for r in records.iter().filter(|r| r.offset < until) {
-                let e = self.decode_journal(r)?;
-                if let Some(c) = e.causation_id {
-                    self.state.remember_input(c);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Folds journal facts beyond the checkpoint and republishes their
-    /// results, except those of inputs below `committed`: the group commits
-    /// an ingress offset only after the results of every input below it
-    /// were published. That keeps a store rebuilt from scratch (a new
-    /// machine, or a partition taken over from another instance) from
-    /// re-sending history. Tick facts after the last such input and before the
-    /// first input at or above `committed` are republished (their results
-    /// carry the same ids).
-    async fn refold_tail(&mut self, committed: u64) -> Result<(), EngineError> {
-        let journal = self.engine.topics.journal();
-        let mut quiet = committed > 0;
-        // Results of tick facts seen while quiet: published only if no input
-        // below `committed` follows them.
-        let mut held = Outbox::default();
-        let end = self.engine.log.high_watermark(&journal, self.p).await?;
-        let mut empty_reads = 0;
-        loop {
-            let records = self
-                .engine
-                .log
-                .read(&journal, self.p, self.journal_next, 8192)
-                .await?;
-            let Some(last) = records.last() else {
-                // Empty is the end on the embedded log; on a broker it can
-                // be a slow fetch, so read on while below the end seen at
-                // the start (bounded: a torn batch at the very end is never
-                // served).
-                empty_reads += 1;
-                if self.journal_next >= end || empty_reads >= MAX_EMPTY_TAIL_READS {
-                    break;
-                }
-                continue;
-            };
-            empty_reads = 0;
-            self.journal_next = last.offset + 1;
-            let mut outbox = Outbox::default();
-            for r in &records {
-                let e = self.decode_journal(r)?;
-                if let Some(off) = ingress_offset(r) {
-                    self.ingress_next = self.ingress_next.max(off + 1);
-                }
-                self.state.evolve(&e);
-                self.index.record(&mut self.state, &e, r.offset);
-                self.facts_since_flush += 1;
-                if quiet {
-                    match ingress_offset(r) {
-                        Some(off) if off < committed => {
-                            held = Outbox::default();
-                            continue;
-                        }
-                        Some(_) => {
-                            quiet = false;
-                            self.publish(std::mem::take(&mut held)).await?;
-                        }
-                        None => {
-                            self.collect_results(&e, Some(&r.value), &mut held)?;
-                            continue;
-                        }
-                    }
-                }
-                self.collect_results(&e, Some(&r.value), &mut outbox)?;
-            }
-            self.publish(outbox).await?;
-        }
-        self.publish(held).await
     }
 
     fn decode_journal(&self, r: &StoredRecord) -> Result<Envelope, EngineError> {

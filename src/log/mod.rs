@@ -268,3 +268,29 @@ pub trait EventLog: Send + Sync {
         Ok(Membership::fixed((0..n).collect()))
     }
 }
+
+/// Empty answers in a row that [`read_toward`] accepts below the end.
+const EMPTY_READS_BELOW_END: u32 = 3;
+
+/// Reads from `from` like [`EventLog::read`], for a reader that knows the
+/// partition reaches `end`: an empty answer below `end` is taken as "not
+/// yet" (a broker's fetch can be slow) and asked again, up to
+/// [`EMPTY_READS_BELOW_END`] answers in all. Empty means the end, or a torn
+/// batch at the end of an atomic topic (never served).
+pub async fn read_toward(
+    log: &dyn EventLog,
+    topic: &str,
+    partition: u32,
+    from: Offset,
+    end: Offset,
+    max_records: usize,
+) -> Result<Vec<StoredRecord>, LogError> {
+    let mut asked = 0;
+    loop {
+        let records = log.read(topic, partition, from, max_records).await?;
+        asked += 1;
+        if !records.is_empty() || from >= end || asked >= EMPTY_READS_BELOW_END {
+            return Ok(records);
+        }
+    }
+}

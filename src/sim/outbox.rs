@@ -123,24 +123,20 @@ impl Outbox {
             let spans = std::mem::take(&mut part.spans);
             self.pending -= spans.len();
             written += spans.len();
-            let mut chunks = vec![Vec::with_capacity(spans.len())];
+            let mut chunks = Vec::new();
+            let mut chunk = Vec::with_capacity(spans.len());
             let mut chunk_start = 0;
             for (value_start, key_start, end) in spans {
-                let full = chunks
-                    .last()
-                    .is_some_and(|c: &Vec<ProducerRecord>| !c.is_empty())
-                    && end - chunk_start > MAX_APPEND_BYTES;
-                if full {
-                    chunks.push(Vec::new());
+                if !chunk.is_empty() && end - chunk_start > MAX_APPEND_BYTES {
+                    chunks.push(std::mem::take(&mut chunk));
                     chunk_start = value_start;
                 }
-                if let Some(chunk) = chunks.last_mut() {
-                    chunk.push(ProducerRecord::new(
-                        Some(buf.slice(key_start..end)),
-                        buf.slice(value_start..key_start),
-                    ));
-                }
+                chunk.push(ProducerRecord::new(
+                    Some(buf.slice(key_start..end)),
+                    buf.slice(value_start..key_start),
+                ));
             }
+            chunks.push(chunk);
             batches.push((partition as u32, chunks));
         }
         let topic = &self.topic;

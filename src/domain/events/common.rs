@@ -73,6 +73,23 @@ pub struct StepDefinition {
 }
 
 impl StepDefinition {
+    /// A step with only an id and its dependencies; every other field at
+    /// its schema default (fill the rest with struct update syntax).
+    pub fn new(id: &str, depends_on: &[&str]) -> Self {
+        StepDefinition {
+            id: id.into(),
+            kind: None,
+            capabilities: Vec::new(),
+            pool: None,
+            depends_on: depends_on.iter().map(|d| d.to_string()).collect(),
+            timeout_ms: None,
+            retry: None,
+            priority: 0,
+            input: None,
+            when: None,
+        }
+    }
+
     /// The step kind used for statistics: `kind`, or the step id.
     pub fn kind_or_id(&self) -> &str {
         self.kind.as_deref().unwrap_or(&self.id)

@@ -215,18 +215,7 @@ mod tests {
     use crate::domain::events::{JsonText, StepDefinition};
 
     fn step(id: &str, deps: &[&str]) -> StepDefinition {
-        StepDefinition {
-            id: id.into(),
-            kind: None,
-            capabilities: vec![],
-            pool: None,
-            depends_on: deps.iter().map(|d| d.to_string()).collect(),
-            timeout_ms: None,
-            retry: None,
-            priority: 0,
-            input: None,
-            when: None,
-        }
+        StepDefinition::new(id, deps)
     }
 
     fn def(steps: Vec<StepDefinition>) -> WorkflowDefinition {

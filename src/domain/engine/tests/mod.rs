@@ -91,16 +91,8 @@ pub(super) fn names(facts: &[Fact]) -> Vec<&'static str> {
 
 pub(super) fn step(id: &str, deps: &[&str]) -> StepDefinition {
     StepDefinition {
-        id: id.into(),
-        kind: None,
         capabilities: vec!["llm".into()],
-        pool: None,
-        depends_on: deps.iter().map(|d| d.to_string()).collect(),
-        timeout_ms: None,
-        retry: None,
-        priority: 0,
-        input: None,
-        when: None,
+        ..StepDefinition::new(id, deps)
     }
 }
 

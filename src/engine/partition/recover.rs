@@ -1,0 +1,146 @@
+//! Starting a partition loop: load the store's checkpoint, warm the dedup
+//! window from the journal before it, and refold the journal tail beyond it
+//! (republishing results, except those of inputs the group already
+//! committed). What the loop then runs is in the parent module.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use super::*;
+
+impl<'a> Loop<'a> {
+    pub(super) async fn recover(engine: &'a Engine, p: u32) -> Result<Loop<'a>, EngineError> {
+        let store = ProjectionStore::open(&engine.options.data_dir, p)?;
+        let mut state = PartitionState::new(engine.config.clone());
+        state.producer = format!("baton-engine/{p}");
+        let mut finished = crate::engine::bloom::Bloom::new(24);
+        let mut index = JournalIndex::default();
+        let cp = store
+            .load_into(&mut state, &mut index, |id| finished.insert(id))?
+            .unwrap_or_default();
+        let mut result_partitions = BTreeMap::new();
+        for t in [
+            engine.topics.assignments(),
+            engine.topics.status(),
+            engine.topics.alerts(),
+            engine.topics.dlq(),
+        ] {
+            let n = engine.log.partition_count(&t).await?;
+            result_partitions.insert(t, n);
+        }
+        let mut lp = Loop {
+            engine,
+            p,
+            state,
+            store,
+            index,
+            journal_next: cp.journal_next,
+            ingress_next: cp.ingress_next,
+            facts_since_flush: 0,
+            last_flush: Instant::now(),
+            result_partitions,
+            journal_buf: Vec::new(),
+            pending_write: None,
+            pending_evict: Vec::new(),
+            finished,
+            heard_until: Timestamp(0),
+            heard_checked: None,
+        };
+        let committed = engine
+            .log
+            .committed(
+                &engine.options.group,
+                &TopicPartition::new(engine.topics.ingress(), p),
+            )
+            .await?
+            .unwrap_or(0);
+        lp.warm_dedup(cp.journal_next).await?;
+        lp.refold_tail(committed).await?;
+        lp.ingress_next = lp.ingress_next.max(committed);
+        Ok(lp)
+    }
+
+    /// Remembers the causation ids of the journal just before the checkpoint,
+    /// so duplicates of recent inputs are still recognised after a restart.
+    async fn warm_dedup(&mut self, until: u64) -> Result<(), EngineError> {
+        let journal = self.engine.topics.journal();
+        // About 1.6 facts per input: read enough facts to cover the window.
+        let window = self.engine.config.dedup_window as u64 * 3;
+        let mut next = until
+            .saturating_sub(window)
+            .max(self.engine.log.log_start(&journal, self.p).await?);
+        while next < until {
+            let records = self.engine.log.read(&journal, self.p, next, 8192).await?;
+            let Some(last) = records.last() else { break };
+            next = last.offset + 1;
+            for r in records.iter().filter(|r| r.offset < until) {
+                let e = self.decode_journal(r)?;
+                if let Some(c) = e.causation_id {
+                    self.state.remember_input(c);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Folds journal facts beyond the checkpoint and republishes their
+    /// results, except those of inputs below `committed`: the group commits
+    /// an ingress offset only after the results of every input below it
+    /// were published. That keeps a store rebuilt from scratch (a new
+    /// machine, or a partition taken over from another instance) from
+    /// re-sending history. Tick facts after the last such input and before the
+    /// first input at or above `committed` are republished (their results
+    /// carry the same ids).
+    async fn refold_tail(&mut self, committed: u64) -> Result<(), EngineError> {
+        let journal = self.engine.topics.journal();
+        let mut quiet = committed > 0;
+        // Results of tick facts seen while quiet: published only if no input
+        // below `committed` follows them.
+        let mut held = Outbox::default();
+        // On a broker an empty read can be a slow fetch: read toward the
+        // end seen now.
+        let end = self.engine.log.high_watermark(&journal, self.p).await?;
+        loop {
+            let records = read_toward(
+                self.engine.log.as_ref(),
+                &journal,
+                self.p,
+                self.journal_next,
+                end,
+                8192,
+            )
+            .await?;
+            let Some(last) = records.last() else { break };
+            self.journal_next = last.offset + 1;
+            let mut outbox = Outbox::default();
+            for r in &records {
+                let e = self.decode_journal(r)?;
+                if let Some(off) = ingress_offset(r) {
+                    self.ingress_next = self.ingress_next.max(off + 1);
+                }
+                self.state.evolve(&e);
+                self.index.record(&mut self.state, &e, r.offset);
+                self.facts_since_flush += 1;
+                if quiet {
+                    match ingress_offset(r) {
+                        Some(off) if off < committed => {
+                            held = Outbox::default();
+                            continue;
+                        }
+                        Some(_) => {
+                            quiet = false;
+                            self.publish(std::mem::take(&mut held)).await?;
+                        }
+                        None => {
+                            self.collect_results(&e, Some(&r.value), &mut held)?;
+                            continue;
+                        }
+                    }
+                }
+                self.collect_results(&e, Some(&r.value), &mut outbox)?;
+            }
+            self.publish(outbox).await?;
+        }
+        self.publish(held).await
+    }
+}
