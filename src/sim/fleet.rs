@@ -258,7 +258,9 @@ pub async fn run_fleet(
     while !stopped(&stop) {
         let mut busy = false;
         for (p, next) in positions.iter_mut().enumerate() {
-            let records = log.read(&assignments, p as u32, *next, READ_BATCH).await?;
+            let records =
+                super::read_or_wait(log.as_ref(), &assignments, p as u32, *next, READ_BATCH)
+                    .await?;
             busy |= records.len() == READ_BATCH;
             // Stamped per partition read, not once per pass: a report's
             // `occurred_at` should not predate the reading of its assignment.

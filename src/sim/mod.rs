@@ -62,6 +62,31 @@ pub enum SimError {
     Config(String),
 }
 
+/// How long a simulated participant waits after a broker error before it
+/// reads again.
+const BROKER_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Reads like [`EventLog::read`], but answers a broker error with "nothing
+/// yet" after a short wait: the simulated fleet and the status watcher ride
+/// out a broker restart the way real clients do, by retrying. (The engine
+/// does not: its partition loop restarts and recovers instead.)
+pub(crate) async fn read_or_wait(
+    log: &dyn crate::log::EventLog,
+    topic: &str,
+    partition: u32,
+    from: crate::log::Offset,
+    max_records: usize,
+) -> Result<Vec<crate::log::StoredRecord>, SimError> {
+    match log.read(topic, partition, from, max_records).await {
+        Err(LogError::Broker(e)) => {
+            tracing::debug!(topic, partition, error = %e, "broker error while reading; retrying");
+            tokio::time::sleep(BROKER_RETRY).await;
+            Ok(Vec::new())
+        }
+        r => Ok(r?),
+    }
+}
+
 /// SplitMix64: spreads `(seed, index)` into a well-mixed generator seed, so
 /// neighbouring indices get unrelated random streams.
 pub(crate) fn mix_seed(seed: u64, index: u64) -> u64 {

@@ -47,7 +47,7 @@ pub async fn watch_status(
     while !*stop.borrow() {
         let mut any = false;
         for (p, from) in next.iter_mut().enumerate() {
-            let records = log.read(&topic, p as u32, *from, 4096).await?;
+            let records = super::read_or_wait(log.as_ref(), &topic, p as u32, *from, 4096).await?;
             for r in &records {
                 *from = r.offset + 1;
                 let Ok(e) = codec.decode(&r.value) else {
