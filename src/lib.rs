@@ -6,6 +6,7 @@
 //! - [`topics`]: topic naming.
 //! - [`cli`]: the `baton` command line.
 
+pub mod api;
 pub mod cli;
 pub mod codec;
 pub mod domain;
@@ -13,4 +14,5 @@ pub mod engine;
 pub mod log;
 pub mod sim;
 pub mod store;
+pub mod telemetry;
 pub mod topics;

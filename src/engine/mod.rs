@@ -13,6 +13,7 @@ pub mod audit;
 pub mod bloom;
 pub mod estimate;
 pub mod history;
+pub mod live;
 pub mod partition;
 pub mod replay;
 pub mod report;

@@ -1,0 +1,126 @@
+//! What the running process knows about its own partition loops, for the
+//! HTTP API's `/readyz` and for the lag and checkpoint-age gauges: which
+//! partitions it owns, how far each has read, whether it has recovered.
+//!
+//! Loops write plain atomics (no locks on the hot path); the map of owned
+//! partitions changes only on assignment and revocation. Nothing here feeds
+//! decisions.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+/// One owned partition's progress.
+#[derive(Debug)]
+pub struct PartitionLive {
+    /// Next ingress offset the loop will read.
+    pub ingress_next: AtomicU64,
+    /// Ingress end last seen by the sampler (see `telemetry::sampler`).
+    pub ingress_end: AtomicU64,
+    /// Recovery (store checkpoint + journal tail) is done; decisions run.
+    pub recovered: AtomicBool,
+    /// Milliseconds since `Live::started` of the last store checkpoint.
+    last_checkpoint_ms: AtomicU64,
+}
+
+impl PartitionLive {
+    pub fn lag(&self) -> u64 {
+        self.ingress_end
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.ingress_next.load(Ordering::Relaxed))
+    }
+}
+
+/// The process's owned partitions.
+#[derive(Debug)]
+pub struct Live {
+    started: Instant,
+    parts: RwLock<BTreeMap<u32, Arc<PartitionLive>>>,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Live {
+            started: Instant::now(),
+            parts: RwLock::new(BTreeMap::new()),
+        }
+    }
+}
+
+/// A partition's readiness, as `/readyz` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionReadiness {
+    pub partition: u32,
+    pub recovered: bool,
+    pub lag: u64,
+    pub ready: bool,
+}
+
+impl Live {
+    /// A loop for `p` starts: registers (or resets) its progress record.
+    pub fn register(&self, p: u32) -> Arc<PartitionLive> {
+        let rec = Arc::new(PartitionLive {
+            ingress_next: AtomicU64::new(0),
+            ingress_end: AtomicU64::new(0),
+            recovered: AtomicBool::new(false),
+            last_checkpoint_ms: AtomicU64::new(self.elapsed_ms()),
+        });
+        self.parts
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(p, rec.clone());
+        rec
+    }
+
+    /// The loop for `p` ended (revoked or stopped).
+    pub fn unregister(&self, p: u32) {
+        self.parts
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&p);
+    }
+
+    pub fn owned(&self) -> Vec<(u32, Arc<PartitionLive>)> {
+        self.parts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(p, r)| (*p, r.clone()))
+            .collect()
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    pub fn checkpointed(&self, rec: &PartitionLive) {
+        rec.last_checkpoint_ms
+            .store(self.elapsed_ms(), Ordering::Relaxed);
+    }
+
+    /// Seconds since `rec`'s last checkpoint.
+    pub fn checkpoint_age_s(&self, rec: &PartitionLive) -> f64 {
+        self.elapsed_ms()
+            .saturating_sub(rec.last_checkpoint_ms.load(Ordering::Relaxed)) as f64
+            / 1000.0
+    }
+
+    /// Per owned partition: ready when recovered and at most `max_lag`
+    /// records behind the ingress end last sampled.
+    pub fn readiness(&self, max_lag: u64) -> Vec<PartitionReadiness> {
+        self.owned()
+            .into_iter()
+            .map(|(p, r)| {
+                let recovered = r.recovered.load(Ordering::Relaxed);
+                let lag = r.lag();
+                PartitionReadiness {
+                    partition: p,
+                    recovered,
+                    lag,
+                    ready: recovered && lag <= max_lag,
+                }
+            })
+            .collect()
+    }
+}

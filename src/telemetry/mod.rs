@@ -1,0 +1,115 @@
+//! Telemetry: metric definitions ([`names`]), the Prometheus recorder, the
+//! sampler that turns partition state into gauges ([`sampler`]), and
+//! logging setup ([`logging`]).
+//!
+//! Invariants: the recorder is installed at most once per process (later
+//! calls return the same handle); recording never fails or blocks the
+//! engine; the exposition is rendered only when `/metrics` is scraped.
+
+pub mod logging;
+pub mod names;
+
+use std::sync::{Arc, OnceLock};
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub use names::{Kind, Metric};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("cannot install the Prometheus recorder: {0}")]
+    Install(String),
+}
+
+/// Decision latency buckets, seconds: 0.1 ms .. 30 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    10.0, 30.0,
+];
+/// Per-batch work buckets, seconds: 10 µs .. 2.5 s.
+const BATCH_BUCKETS: &[f64] = &[
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// The installed recorder. Cheap to clone.
+#[derive(Clone)]
+pub struct Telemetry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    handle: PrometheusHandle,
+    process: metrics_process::Collector,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Telemetry")
+    }
+}
+
+static INSTALLED: OnceLock<Result<Telemetry, String>> = OnceLock::new();
+
+impl Telemetry {
+    /// Installs the Prometheus recorder (once per process) and describes
+    /// every metric in [`names::ALL`].
+    pub fn install() -> Result<Telemetry, TelemetryError> {
+        INSTALLED
+            .get_or_init(|| {
+                let handle = PrometheusBuilder::new()
+                    .set_buckets_for_metric(
+                        Matcher::Full(names::DECISION_LATENCY.name.into()),
+                        LATENCY_BUCKETS,
+                    )
+                    .and_then(|b| {
+                        b.set_buckets_for_metric(
+                            Matcher::Full(names::DECODE_DURATION.name.into()),
+                            BATCH_BUCKETS,
+                        )
+                    })
+                    .and_then(|b| {
+                        b.set_buckets_for_metric(
+                            Matcher::Full(names::FOLD_DURATION.name.into()),
+                            BATCH_BUCKETS,
+                        )
+                    })
+                    .map_err(|e| e.to_string())?
+                    .install_recorder()
+                    .map_err(|e| e.to_string())?;
+                describe_all();
+                let process = metrics_process::Collector::default();
+                process.describe();
+                metrics::gauge!(names::BUILD_INFO.name, "version" => env!("CARGO_PKG_VERSION"))
+                    .set(1.0);
+                Ok(Telemetry {
+                    inner: Arc::new(Inner { handle, process }),
+                })
+            })
+            .clone()
+            .map_err(TelemetryError::Install)
+    }
+
+    /// The Prometheus text exposition of every metric, process figures
+    /// refreshed.
+    pub fn render(&self) -> String {
+        self.inner.process.collect();
+        self.inner.handle.run_upkeep();
+        self.inner.handle.render()
+    }
+}
+
+fn describe_all() {
+    for m in names::ALL {
+        let unit = if m.name.ends_with("_seconds") {
+            metrics::Unit::Seconds
+        } else {
+            metrics::Unit::Count
+        };
+        match m.kind {
+            Kind::Counter => metrics::describe_counter!(m.name, unit, m.help),
+            Kind::Gauge => metrics::describe_gauge!(m.name, unit, m.help),
+            Kind::Histogram => metrics::describe_histogram!(m.name, unit, m.help),
+        }
+    }
+}
