@@ -9,6 +9,7 @@
 pub mod api;
 pub mod cli;
 pub mod codec;
+pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod log;

@@ -54,6 +54,25 @@ impl Topics {
         self.name("dlq")
     }
 
+    /// A bounded metric label for one of these topics: its suffix
+    /// (`assignments`, `status`, ...), or `other`.
+    pub fn label(&self, topic: &str) -> &'static str {
+        const SUFFIXES: [&str; 6] = [
+            "ingress",
+            "journal",
+            "assignments",
+            "status",
+            "alerts",
+            "dlq",
+        ];
+        let suffix = topic.strip_prefix(self.prefix.as_str()).unwrap_or("");
+        SUFFIXES
+            .iter()
+            .find(|s| **s == suffix)
+            .copied()
+            .unwrap_or("other")
+    }
+
     /// The engine's consumer group: `<prefix>engine` with the prefix's
     /// trailing dot as a dash (`baton-engine` for the default prefix), so
     /// Baton deployments under different prefixes on one cluster never

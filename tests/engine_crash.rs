@@ -121,6 +121,8 @@ fn engine_on(
         config: EngineConfig::default(),
         options: EngineOptions::new(dir.to_path_buf()),
         stats: Arc::new(EngineStats::default()),
+        live: Default::default(),
+        agent_labels: Default::default(),
     })
 }
 

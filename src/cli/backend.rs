@@ -55,6 +55,9 @@ pub fn kafka_config(global: &GlobalArgs) -> anyhow::Result<Option<KafkaConfig>> 
         return Ok(None);
     };
     let mut config = KafkaConfig::new(brokers.clone());
+    for (k, v) in &global.kafka_base {
+        config.properties.insert(k.clone(), v.clone());
+    }
     for kv in &global.kafka {
         let (k, v) = kv.split_once('=').ok_or_else(|| {
             UsageError(format!(

@@ -64,6 +64,8 @@ fn rate(n: u64, d: Duration) -> f64 {
 }
 
 pub async fn run(global: &super::GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCode> {
+    // Measured as deployed: with the metrics recorder installed.
+    crate::telemetry::Telemetry::install()?;
     if args.only == Some(Part::Kafka) {
         let report = super::bench_kafka::measure(global, args.kafka_workflows).await?;
         if args.json {

@@ -186,6 +186,8 @@ async fn catch_up_in(
         },
         options: EngineOptions::new(dir.to_path_buf()),
         stats: Arc::new(EngineStats::default()),
+        live: Default::default(),
+        agent_labels: Default::default(),
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let t = Instant::now();

@@ -80,6 +80,8 @@ pub struct DemoArgs {
     /// cluster); completion is read from the status topic.
     #[arg(long)]
     pub no_engine: bool,
+    #[command(flatten)]
+    pub serve: super::serve::ServeArgs,
 }
 
 pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -117,10 +119,29 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<ExitCode
         // Short windows hold fewer samples; judge from 10.
         config.bottleneck.min_samples = 10;
     }
-    let engine = engine(global, log.clone(), &args.engine, config)?;
+    let telemetry = crate::telemetry::Telemetry::install()?;
+    let engine = engine(
+        global,
+        log.clone(),
+        &args.engine,
+        config,
+        args.serve.agent_labels(),
+    )?;
     let start_ts = crate::domain::events::Timestamp::from_datetime(chrono::Utc::now());
     let journal_before = journal_total(&engine).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let http = super::serve::start_http(
+        &args.serve,
+        &engine,
+        telemetry,
+        !args.no_engine,
+        false,
+        stop_rx.clone(),
+    )
+    .await?;
+    if let (Some((addr, _)), false) = (&http, args.json) {
+        eprintln!("HTTP API on http://{addr} (/metrics, /healthz, /readyz, /v1/...)");
+    }
     let started = Instant::now();
     let engine_task = if args.no_engine {
         let start = crate::sim::status::status_start(log.as_ref(), &engine.topics).await?;

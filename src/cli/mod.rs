@@ -10,6 +10,7 @@ mod backend;
 mod bench;
 mod bench_bottlenecks;
 mod bench_kafka;
+mod config_cmd;
 mod demo;
 mod inspect;
 mod produce;
@@ -19,6 +20,9 @@ mod report_html;
 mod run;
 mod scenario;
 mod schemas;
+mod serve;
+
+pub use run::parse_window;
 mod submit;
 mod tail;
 
@@ -28,6 +32,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::log::embedded::FsyncPolicy;
+use crate::telemetry::logging::LogFormat;
 use crate::topics::{Topics, DEFAULT_PREFIX};
 
 /// Baton: an event-sourced orchestrator for fleets of AI agents.
@@ -43,6 +48,10 @@ pub struct Cli {
 /// Options every subcommand understands.
 #[derive(Debug, Args, Clone)]
 pub struct GlobalArgs {
+    /// A configuration file (TOML; see the README's "Operating Baton").
+    /// Flags and BATON_* environment variables override its keys.
+    #[arg(long, global = true, env = "BATON_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Directory of the embedded log and projections.
     #[arg(
         long,
@@ -78,6 +87,19 @@ pub struct GlobalArgs {
     /// Log filter (error, warn, info, debug, trace, or a tracing directive).
     #[arg(long, global = true, env = "BATON_LOG", default_value = "warn")]
     pub log: String,
+    /// Log line format: `human`, or `json` (one object per line).
+    #[arg(
+        long,
+        global = true,
+        env = "BATON_LOG_FORMAT",
+        value_enum,
+        default_value = "human"
+    )]
+    pub log_format: LogFormat,
+    /// `[kafka]` properties from the config file and BATON_KAFKA_*
+    /// variables (`--kafka` flags are applied after them).
+    #[arg(skip)]
+    pub kafka_base: Vec<(String, String)>,
 }
 
 impl GlobalArgs {
@@ -116,6 +138,9 @@ pub enum Command {
     Report(report::ReportArgs),
     /// Estimate the duration and cost of a workflow definition from history.
     Estimate(report::EstimateArgs),
+    /// Print the configuration in effect (file, then BATON_* variables, then
+    /// flags) in the config file's layout, secrets masked.
+    Config(config_cmd::ConfigArgs),
 }
 
 /// A mistake in how the command was called (exit code 2).
@@ -140,12 +165,32 @@ pub fn main() -> ExitCode {
 
 /// Like [`main`], first telling `tune` what kind of work the command is.
 pub fn main_with(tune: impl FnOnce(Workload)) -> ExitCode {
-    let cli = Cli::parse();
+    // The config file turns into environment values before clap reads the
+    // command line (see `config`), so it must be found first.
+    let loaded = match config_path().map(|p| crate::config::load(&p)) {
+        Some(Ok(l)) => l,
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+        None => Default::default(),
+    };
+    for (name, value) in &loaded.env {
+        if std::env::var_os(name).is_none() {
+            // Single-threaded still: no runtime or other thread exists yet.
+            std::env::set_var(name, value);
+        }
+    }
+    let mut cli = Cli::parse();
+    cli.global.kafka_base = loaded.kafka;
+    cli.global
+        .kafka_base
+        .extend(crate::config::kafka_from_env());
     tune(match cli.command {
         Command::Replay(_) => Workload::BatchFold,
         _ => Workload::Service,
     });
-    init_tracing(&cli.global.log);
+    crate::telemetry::logging::init(&cli.global.log, cli.global.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -183,15 +228,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(args) => audit::run(&cli.global, args).await,
         Command::Report(args) => report::run(&cli.global, args).await,
         Command::Estimate(args) => report::run_estimate(&cli.global, args).await,
+        Command::Config(args) => config_cmd::run(&cli.global, args),
     }
 }
 
-fn init_tracing(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+/// `--config FILE`, `--config=FILE` or `BATON_CONFIG`.
+fn config_path() -> Option<PathBuf> {
+    let mut args = std::env::args_os().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--" {
+            break;
+        }
+        if a == "--config" {
+            return args.next().map(PathBuf::from);
+        }
+        if let Some(v) = a.to_str().and_then(|s| s.strip_prefix("--config=")) {
+            return Some(PathBuf::from(v));
+        }
+    }
+    std::env::var_os("BATON_CONFIG").map(PathBuf::from)
 }

@@ -1,4 +1,6 @@
-//! `baton run`: the engine, one loop per partition, until Ctrl-C.
+//! `baton run`: the engine, one loop per partition, and the HTTP API,
+//! until SIGTERM or Ctrl-C: then intake stops, every partition checkpoints
+//! its projections and commits its ingress offset, and the process exits 0.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -6,40 +8,48 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::backend::{self, Access};
+use super::serve::{start_http, ServeArgs};
 use super::GlobalArgs;
 use crate::codec::Codec;
 use crate::domain::engine::EngineConfig;
 use crate::domain::events::Strategy;
 use crate::engine::supervisor::run_owned;
 use crate::engine::{Engine, EngineOptions, EngineStats};
+use crate::telemetry::gauges::AgentLabels;
+use crate::telemetry::Telemetry;
 
 /// Decision settings shared by `run` and `demo`.
 #[derive(Debug, Args, Clone)]
 pub struct EngineArgs {
     /// Default scheduling strategy for every pool.
-    #[arg(long, value_enum, default_value = "least-connections")]
+    #[arg(
+        long,
+        value_enum,
+        env = "BATON_ENGINE_STRATEGY",
+        default_value = "least-connections"
+    )]
     pub strategy: StrategyArg,
     /// Workflows running at once per partition; more are queued.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, env = "BATON_ENGINE_MAX_RUNNING", default_value_t = 100_000)]
     pub max_running: usize,
     /// Checkpoint the projection store every this many milliseconds.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, env = "BATON_ENGINE_FLUSH_MS", default_value_t = 500)]
     pub flush_ms: u64,
     /// Ingress records decided per engine iteration (one journal append).
-    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    #[arg(long, env = "BATON_ENGINE_BATCH_SIZE", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=65536))]
     pub batch_size: u64,
     /// Bottleneck detection window (`90s`, `1m`, `500ms`); the long window
     /// is 15× it, evaluation runs every 1/12 of it and the queue-wait
     /// threshold is half of it.
     /// [default: 1m; 5s for demo scenarios]
-    #[arg(long, value_parser = parse_window)]
+    #[arg(long, env = "BATON_ENGINE_BOTTLENECK_WINDOW", value_parser = parse_window)]
     pub bottleneck_window: Option<i64>,
     /// Fold no bottleneck statistics and detect nothing (a cost baseline).
-    #[arg(long)]
+    #[arg(long, env = "BATON_ENGINE_NO_BOTTLENECKS")]
     pub no_bottlenecks: bool,
 }
 
-pub(super) fn parse_window(s: &str) -> Result<i64, String> {
+pub fn parse_window(s: &str) -> Result<i64, String> {
     match super::report::parse_duration_ms(s) {
         Some(ms) if ms >= 100 => Ok(ms),
         _ => Err(format!(
@@ -86,6 +96,8 @@ impl EngineArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub engine: EngineArgs,
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 /// Builds the shared engine over an open log.
@@ -94,6 +106,7 @@ pub fn engine(
     log: Arc<dyn crate::log::EventLog>,
     args: &EngineArgs,
     mut config: EngineConfig,
+    agent_labels: AgentLabels,
 ) -> anyhow::Result<Arc<Engine>> {
     // A partition sees its share of the load (keys are hashed).
     config.bottleneck.partitions = global.partitions;
@@ -108,6 +121,8 @@ pub fn engine(
         config,
         options,
         stats: Arc::new(EngineStats::default()),
+        live: Default::default(),
+        agent_labels,
     }))
 }
 
@@ -121,6 +136,12 @@ pub async fn spawn_engine(
         .log
         .join_group(&engine.options.group, &engine.topics.ingress())
         .await?;
+    tokio::spawn(crate::telemetry::sampler::run(
+        engine.log.clone(),
+        engine.topics.ingress(),
+        engine.live.clone(),
+        stop.clone(),
+    ));
     Ok(tokio::spawn(run_owned(
         engine.clone(),
         membership,
@@ -131,9 +152,20 @@ pub async fn spawn_engine(
 pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     let log = backend::open(global, Access::Write).await?;
     backend::ensure_topics(log.as_ref(), global, None).await?;
-    let engine = engine(global, log, &args.engine, args.engine.config())?;
+    let telemetry = Telemetry::install()?;
+    let engine = engine(
+        global,
+        log,
+        &args.engine,
+        args.engine.config(),
+        args.serve.agent_labels(),
+    )?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let http = start_http(&args.serve, &engine, telemetry, true, true, stop_rx.clone()).await?;
     let mut handle = spawn_engine(&engine, &stop_rx).await?;
+    if let Some((addr, _)) = &http {
+        eprintln!("HTTP API on http://{addr} (/metrics, /healthz, /readyz, /v1/...)");
+    }
     match &global.brokers {
         Some(b) => eprintln!(
             "baton engine running on Kafka at {b} (group {}; partitions as the group assigns them), projections in {}; Ctrl-C to stop",
@@ -161,7 +193,10 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
     {
         return Err(e.context("the engine stopped"));
     }
-    eprintln!("stopped; projections checkpointed");
+    if let Some((_, h)) = http {
+        let _ = h.await;
+    }
+    eprintln!("stopped; projections checkpointed, offsets committed");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -19,6 +19,7 @@ pub mod replay;
 pub mod report;
 pub mod results;
 pub mod stats;
+pub mod stored;
 pub mod supervisor;
 pub mod verify;
 pub mod writer;
@@ -73,6 +74,10 @@ pub struct Engine {
     pub config: EngineConfig,
     pub options: EngineOptions,
     pub stats: Arc<EngineStats>,
+    /// Owned partitions and their progress (for `/readyz` and lag gauges).
+    pub live: Arc<live::Live>,
+    /// Per-agent metric series (off by default; capped).
+    pub agent_labels: crate::telemetry::gauges::AgentLabels,
 }
 
 #[derive(Debug, thiserror::Error)]

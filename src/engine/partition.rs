@@ -8,6 +8,7 @@
 //! offsets that are already appended.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,9 @@ use crate::log::{
     partition_for_key, read_toward, Header, ProducerRecord, StoredRecord, TopicPartition,
 };
 use crate::store::{Checkpoint, Finished, JournalIndex, ProjectionStore};
+use crate::telemetry::gauges::PartitionGauges;
+use crate::telemetry::names;
+use crate::telemetry::record::{self, FactCounts, Tally};
 
 use super::replay::{ingress_offset, INGRESS_OFFSET_HEADER};
 
@@ -79,19 +83,37 @@ struct Loop<'a> {
     heard_until: Timestamp,
     /// When the ingress end was last asked for on behalf of `heard_until`.
     heard_checked: Option<Instant>,
+    /// This partition's progress as `/readyz` and the lag gauge see it.
+    live: Arc<super::live::PartitionLive>,
+    /// When the state gauges were last published.
+    last_gauges: Option<Instant>,
 }
 
 /// How often a partition with a held-back timer asks where its ingress
 /// ends.
 const HEARD_CHECK_EVERY: Duration = Duration::from_millis(100);
 
+/// How often a partition publishes its state gauges.
+const GAUGES_EVERY: Duration = Duration::from_secs(1);
+
 /// Runs partition `p` until `stop` turns true; flushes the store on the way out.
 pub async fn run_partition(
     engine: Arc<Engine>,
     p: u32,
+    stop: watch::Receiver<bool>,
+) -> Result<(), EngineError> {
+    let result = run_loop(&engine, p, stop).await;
+    // Registered by recovery; a loop that ended is not owned any more.
+    engine.live.unregister(p);
+    result
+}
+
+async fn run_loop(
+    engine: &Arc<Engine>,
+    p: u32,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), EngineError> {
-    let mut lp = Loop::recover(&engine, p).await?;
+    let mut lp = Loop::recover(engine, p).await?;
     let ingress = engine.topics.ingress();
     loop {
         if *stop.borrow() {
@@ -106,6 +128,7 @@ pub async fn run_partition(
             let next = records.last().map_or(lp.ingress_next, |r| r.offset + 1);
             lp.advance_heard(next, t).await;
         }
+        lp.publish_gauges();
         let idle = records.is_empty()
             && lp
                 .state
@@ -114,6 +137,9 @@ pub async fn run_partition(
         if idle {
             if lp.facts_since_flush > 0 && lp.last_flush.elapsed() >= engine.options.flush_every {
                 lp.checkpoint(false).await?;
+            } else if lp.facts_since_flush == 0 && lp.pending_write.is_none() {
+                // Nothing unwritten: the store is as fresh as the state.
+                engine.live.checkpointed(&lp.live);
             }
             // Caught up: wait for the next ingress append (the log wakes
             // us), the next timer, or the next checkpoint, whichever is first.
@@ -150,6 +176,15 @@ pub async fn run_partition(
 }
 
 impl<'a> Loop<'a> {
+    /// Publishes the state gauges at most every [`GAUGES_EVERY`].
+    fn publish_gauges(&mut self) {
+        if self.last_gauges.is_some_and(|t| t.elapsed() < GAUGES_EVERY) {
+            return;
+        }
+        self.last_gauges = Some(Instant::now());
+        PartitionGauges::of(&self.state, self.engine.agent_labels).publish(self.p);
+    }
+
     /// Moves `heard_until` to `t` when a timer is waiting for it
     /// and ingress is read to its end (`next` is the offset after the last
     /// record read). Asks the log at most every [`HEARD_CHECK_EVERY`]; an
@@ -210,6 +245,10 @@ impl<'a> Loop<'a> {
     /// Appends each topic-partition's records; the partitions' appends
     /// overlap (on a broker one round trip in all, not one per partition).
     async fn publish(&self, outbox: Outbox) -> Result<(), EngineError> {
+        for ((topic, _), records) in &outbox.by_tp {
+            metrics::counter!(names::RESULTS_PUBLISHED.name, "topic" => self.engine.topics.label(topic))
+                .increment(records.len() as u64);
+        }
         let log = &self.engine.log;
         futures::future::try_join_all(
             outbox
@@ -271,6 +310,7 @@ impl<'a> Loop<'a> {
             ProducerRecord::new(r.key.clone(), Bytes::from(value)),
         );
         EngineStats::add(&self.engine.stats.dead_letters, 1);
+        record::count(&names::DEAD_LETTERS, 1);
         Ok(())
     }
 
@@ -289,18 +329,27 @@ impl<'a> Loop<'a> {
         // publishing it twice is recognisable).
         let mut dlq = Outbox::default();
         let mut inputs_at = Vec::with_capacity(records.len());
+        let (mut types, mut rejected) = (Tally::default(), Tally::default());
+        let (mut decode_time, mut duplicates) = (Duration::ZERO, 0u64);
+        let started = Instant::now();
         for r in &records {
             self.ingress_next = r.offset + 1;
-            let input = match self.engine.codec.decode(&r.value) {
+            let t0 = Instant::now();
+            let decoded = self.engine.codec.decode(&r.value);
+            decode_time += t0.elapsed();
+            let input = match decoded {
                 Ok(e) => e,
                 Err(e) => {
+                    rejected.add(e.code(), 1);
                     self.dead_letter(r, e.code(), e.to_string(), &mut dlq)?;
                     continue;
                 }
             };
             EngineStats::add(&stats.ingress_events, 1);
+            types.add(input.payload.type_name(), 1);
             if self.state.seen(&input.event_id) {
                 EngineStats::add(&stats.duplicates, 1);
+                duplicates += 1;
                 continue;
             }
             if let Payload::SubmitWorkflow(s) = &input.payload {
@@ -315,12 +364,19 @@ impl<'a> Loop<'a> {
                         journal.push((Some(r.offset), f));
                     }
                 }
-                Err(rej) => self.dead_letter(r, rej.code, rej.message, &mut dlq)?,
+                Err(rej) => {
+                    rejected.add(rej.code, 1);
+                    self.dead_letter(r, rej.code, rej.message, &mut dlq)?
+                }
             }
         }
         for f in self.state.tick_heard(t, self.heard_until) {
             journal.push((None, f));
         }
+        record::batch_durations(decode_time, started.elapsed().saturating_sub(decode_time));
+        types.emit(&names::INGRESS_EVENTS, "type");
+        rejected.emit(&names::INGRESS_REJECTED, "reason");
+        record::count(&names::INGRESS_DUPLICATES, duplicates);
         // One append per ~8 MiB, split only between inputs, so every input's
         // facts land together (a crash between appends re-processes the
         // inputs of the unwritten part, which the journal never saw).
@@ -358,6 +414,7 @@ impl<'a> Loop<'a> {
                 .log
                 .append(&self.engine.topics.journal(), self.p, chunk)
                 .await?;
+            record::count(&names::JOURNAL_APPENDS, 1);
             if let Some(last) = offsets.last() {
                 self.journal_next = last + 1;
             }
@@ -375,7 +432,11 @@ impl<'a> Loop<'a> {
                 .map(|a| (done.0 - a.0).max(0) as u64)
                 .collect();
             stats.record_latencies(&samples);
+            record::decision_latencies(&samples);
         }
+        self.live
+            .ingress_next
+            .store(self.ingress_next, Ordering::Relaxed);
         journal.clear();
         self.journal_buf = journal;
         self.publish(outbox).await?;
@@ -400,7 +461,9 @@ impl<'a> Loop<'a> {
 
     fn count<'f>(&self, facts: impl Iterator<Item = &'f Envelope>) {
         let s = &self.engine.stats;
+        let mut counts = FactCounts::default();
         for f in facts {
+            counts.add(f);
             match &f.payload {
                 Payload::WorkflowAccepted(_) => EngineStats::add(&s.workflows_accepted, 1),
                 Payload::WorkflowRejected(_) => EngineStats::add(&s.workflows_rejected, 1),
@@ -416,6 +479,7 @@ impl<'a> Loop<'a> {
                 _ => {}
             }
         }
+        counts.emit();
     }
 
     /// Starts writing a checkpoint in the background (waiting for the
@@ -486,6 +550,7 @@ impl<'a> Loop<'a> {
     }
 
     fn evict_written(&mut self) {
+        self.engine.live.checkpointed(&self.live);
         let evict = std::mem::take(&mut self.pending_evict);
         for id in &evict {
             self.finished.insert(id);

@@ -3,8 +3,6 @@
 //! tracing directive (`warn`, `baton=debug,info`); `RUST_LOG`, when set,
 //! wins over the configured one, as Rust users expect.
 
-use std::str::FromStr;
-
 /// How log lines look.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -12,17 +10,6 @@ pub enum LogFormat {
     #[default]
     Human,
     Json,
-}
-
-impl FromStr for LogFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "human" => Ok(LogFormat::Human),
-            "json" => Ok(LogFormat::Json),
-            other => Err(format!("`{other}`: expected one of human, json")),
-        }
-    }
 }
 
 /// Installs the global subscriber (a second call does nothing).

@@ -6,12 +6,17 @@
 //! calls return the same handle); recording never fails or blocks the
 //! engine; the exposition is rendered only when `/metrics` is scraped.
 
+pub mod gauges;
 pub mod logging;
 pub mod names;
+pub mod record;
+pub mod sampler;
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_util::MetricKindMask;
 
 pub use names::{Kind, Metric};
 
@@ -31,6 +36,10 @@ const BATCH_BUCKETS: &[f64] = &[
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
     0.1, 0.25, 0.5, 1.0, 2.5,
 ];
+
+/// Gauges not set for this long leave the exposition.
+const GAUGE_IDLE: Duration = Duration::from_secs(30);
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// The installed recorder. Cheap to clone.
 #[derive(Clone)]
@@ -57,7 +66,11 @@ impl Telemetry {
     pub fn install() -> Result<Telemetry, TelemetryError> {
         INSTALLED
             .get_or_init(|| {
+                // Partition gauges are refreshed every second by their
+                // owner; a partition handed to another instance stops being
+                // refreshed and its series leave the exposition.
                 let handle = PrometheusBuilder::new()
+                    .idle_timeout(MetricKindMask::GAUGE, Some(GAUGE_IDLE))
                     .set_buckets_for_metric(
                         Matcher::Full(names::DECISION_LATENCY.name.into()),
                         LATENCY_BUCKETS,
@@ -80,8 +93,17 @@ impl Telemetry {
                 describe_all();
                 let process = metrics_process::Collector::default();
                 process.describe();
-                metrics::gauge!(names::BUILD_INFO.name, "version" => env!("CARGO_PKG_VERSION"))
-                    .set(1.0);
+                build_info();
+                // Histograms buffer raw samples until upkeep folds them into
+                // buckets; without a scrape that buffer would grow.
+                let upkeep = handle.clone();
+                std::thread::Builder::new()
+                    .name("metrics-upkeep".into())
+                    .spawn(move || loop {
+                        std::thread::sleep(UPKEEP_EVERY);
+                        upkeep.run_upkeep();
+                    })
+                    .map_err(|e| e.to_string())?;
                 Ok(Telemetry {
                     inner: Arc::new(Inner { handle, process }),
                 })
@@ -94,9 +116,14 @@ impl Telemetry {
     /// refreshed.
     pub fn render(&self) -> String {
         self.inner.process.collect();
+        build_info();
         self.inner.handle.run_upkeep();
         self.inner.handle.render()
     }
+}
+
+fn build_info() {
+    metrics::gauge!(names::BUILD_INFO.name, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }
 
 fn describe_all() {

@@ -231,10 +231,10 @@ pub const TOKENS: Metric = counter(
     &["direction"],
     "LLM tokens reported by agents for finished attempts (direction: in, out).",
 );
-pub const COST: Metric = counter(
-    "baton_cost_total",
-    &[],
-    "Cost reported by agents for finished attempts, in the agents' currency unit.",
+pub const COST: Metric = gauge(
+    "baton_usage_cost",
+    &["partition"],
+    "Cost reported by agents for finished attempts, summed over the partition's whole journal (survives restarts), in the agents' currency unit.",
 );
 
 // --- process ----------------------------------------------------------------

@@ -4,6 +4,7 @@
 //! committed). What the loop then runs is in the parent module.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::*;
@@ -45,6 +46,8 @@ impl<'a> Loop<'a> {
             finished,
             heard_until: Timestamp(0),
             heard_checked: None,
+            live: engine.live.register(p),
+            last_gauges: None,
         };
         let committed = engine
             .log
@@ -57,6 +60,11 @@ impl<'a> Loop<'a> {
         lp.warm_dedup(cp.journal_next).await?;
         lp.refold_tail(committed).await?;
         lp.ingress_next = lp.ingress_next.max(committed);
+        lp.live
+            .ingress_next
+            .store(lp.ingress_next, Ordering::Relaxed);
+        lp.live.recovered.store(true, Ordering::Relaxed);
+        lp.engine.live.checkpointed(&lp.live);
         Ok(lp)
     }
 
