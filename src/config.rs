@@ -342,6 +342,20 @@ impl FileConfig {
                 range(path, "metrics.agent_label_cap", n, 0, 10_000)?,
             );
         }
+        if let Some(k) = self
+            .kafka
+            .keys()
+            .find(|k| crate::log::kafka::config::PINNED.contains(&k.as_str()))
+        {
+            return Err(ConfigError::Invalid {
+                path: path.into(),
+                key: "kafka",
+                value: format!("{k:?}"),
+                allowed:
+                    "set by Baton (its delivery guarantees depend on it) and cannot be overridden"
+                        .into(),
+            });
+        }
         let kafka = self
             .kafka
             .into_iter()

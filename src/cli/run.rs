@@ -149,7 +149,13 @@ pub async fn spawn_engine(
     )))
 }
 
+/// Longest wait, after SIGTERM, for the partitions to checkpoint and
+/// commit: service managers send SIGKILL after their own grace period
+/// (Kubernetes: 30 s), and a stop that cannot finish is better reported.
+const SHUTDOWN_BOUND: std::time::Duration = std::time::Duration::from_secs(20);
+
 pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let signalled = shutdown_signal();
     let log = backend::open(global, Access::Write).await?;
     backend::ensure_topics(log.as_ref(), global, None).await?;
     let telemetry = Telemetry::install()?;
@@ -168,24 +174,32 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
     }
     match &global.brokers {
         Some(b) => eprintln!(
-            "baton engine running on Kafka at {b} (group {}; partitions as the group assigns them), projections in {}; Ctrl-C to stop",
+            "baton engine running on Kafka at {b} (group {}; partitions as the group assigns them), projections in {}; SIGTERM or Ctrl-C to stop",
             engine.options.group,
             global.data_dir.display()
         ),
         None => eprintln!(
-            "baton engine running on the embedded log in {}; Ctrl-C to stop",
+            "baton engine running on the embedded log in {}; SIGTERM or Ctrl-C to stop",
             global.data_dir.display()
         ),
     }
     // Stop on Ctrl-C or SIGTERM, or as soon as the engine ends (an error).
     let ended = tokio::select! {
-        _ = shutdown_signal() => None,
+        _ = signalled => None,
         r = &mut handle => Some(r),
     };
     let _ = stop_tx.send(true);
     let result = match ended {
         Some(r) => r,
-        None => handle.await,
+        None => match tokio::time::timeout(SHUTDOWN_BOUND, handle).await {
+            Ok(r) => r,
+            Err(_) => {
+                anyhow::bail!(
+                    "the partitions did not finish checkpointing within {} s of the stop signal; the next start recovers from the journal",
+                    SHUTDOWN_BOUND.as_secs()
+                )
+            }
+        },
     };
     if let Err(e) = result
         .map_err(anyhow::Error::from)
@@ -201,18 +215,31 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
 }
 
 /// Ctrl-C, or SIGTERM on Unix (how service managers and Kubernetes stop a
-/// process).
-async fn shutdown_signal() {
+/// process). The handlers are installed when this is called, not when the
+/// future is first polled, so a signal that arrives during start-up is not
+/// lost (it would otherwise kill the process the default way).
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-            return;
         }
     }
-    let _ = tokio::signal::ctrl_c().await;
+    #[cfg(not(unix))]
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -140,3 +140,51 @@ fn describe_all() {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::engine::{EngineConfig, PartitionState};
+
+    #[test]
+    fn the_exposition_describes_and_carries_the_recorded_series() {
+        let t = Telemetry::install().unwrap();
+        let state = PartitionState::new(EngineConfig::default());
+        let g = gauges::PartitionGauges::of(&state, gauges::AgentLabels::default());
+        assert_eq!(g.workflows, [0, 0]);
+        g.publish(7);
+        record::count(&names::JOURNAL_APPENDS, 2);
+        record::decision_latencies(&[1_500, 30_000]);
+        let text = t.render();
+        for want in [
+            "# TYPE baton_journal_appends_total counter",
+            "# HELP baton_journal_appends_total Journal append calls",
+            "baton_workflows{partition=\"7\",state=\"running\"} 0",
+            "baton_bottleneck_severity_max{partition=\"7\",kind=\"stuck_step\"} 0",
+            "baton_decision_latency_seconds_bucket{le=\"0.0025\"} 1",
+            "baton_build_info{version=",
+            "process_resident_memory_bytes",
+        ] {
+            assert!(text.contains(want), "missing {want} in\n{text}");
+        }
+        // A second install is the same recorder.
+        assert!(Telemetry::install().is_ok());
+    }
+
+    #[test]
+    fn every_metric_is_named_by_the_convention() {
+        let mut seen = std::collections::BTreeSet::new();
+        for m in names::ALL {
+            assert!(seen.insert(m.name), "{} twice", m.name);
+            assert!(m.name.starts_with("baton_"), "{}", m.name);
+            assert_eq!(
+                m.kind == Kind::Counter,
+                m.name.ends_with("_total"),
+                "{}: only counters end in _total",
+                m.name
+            );
+            assert!(!m.labels.contains(&"workflow"), "{}", m.name);
+            assert!(!m.help.is_empty());
+        }
+    }
+}

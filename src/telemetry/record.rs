@@ -16,7 +16,13 @@ pub struct Tally {
 
 impl Tally {
     pub fn add(&mut self, label: &'static str, n: u64) {
-        match self.items.iter_mut().find(|(l, _)| *l == label) {
+        // Labels are `&'static str` constants, so the same label is almost
+        // always the same pointer: compare that first.
+        match self
+            .items
+            .iter_mut()
+            .find(|(l, _)| std::ptr::eq(*l, label) || *l == label)
+        {
             Some((_, c)) => *c += n,
             None => self.items.push((label, n)),
         }

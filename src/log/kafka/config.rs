@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use rdkafka::ClientConfig;
 
 /// Properties that the user may not set (Baton's guarantees depend on them).
-const PINNED: &[&str] = &[
+pub const PINNED: &[&str] = &[
     "enable.idempotence",
     "acks",
     "enable.auto.commit",

@@ -1,0 +1,200 @@
+//! Operating Baton: the config file and its overrides (`baton config`),
+//! mistakes in it as usage errors naming the key, JSON logs, and a graceful
+//! stop on SIGTERM (projections checkpointed, exit 0 within a bound).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn baton() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_baton"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("BATON_") {
+            c.env_remove(k);
+        }
+    }
+    c.env_remove("RUST_LOG");
+    c
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn write(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+const FILE: &str = r#"
+partitions = 8
+log = "info"
+brokers = "kafka.example:9092"
+[kafka]
+"sasl.password" = "hunter2"
+"security.protocol" = "sasl_ssl"
+[engine]
+strategy = "weighted"
+flush_ms = 250
+[http]
+addr = "0.0.0.0:9464"
+[metrics]
+per_agent_labels = true
+"#;
+
+#[test]
+fn flags_beat_environment_beats_file_beats_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "baton.toml", FILE);
+    let o = baton()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["config", "--flush-ms", "100"])
+        .env("BATON_PARTITIONS", "3")
+        .env("BATON_KAFKA_SOCKET_TIMEOUT_MS", "5000")
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    for want in [
+        "partitions = 3\n",          // env over file
+        "flush_ms = 100\n",          // flag over file
+        "strategy = \"weighted\"\n", // file over default
+        "batch_size = 4096\n",       // default
+        "addr = \"0.0.0.0:9464\"\n", // file
+        "per_agent_labels = true\n", // file
+        "\"security.protocol\" = \"sasl_ssl\"\n",
+        "\"socket.timeout.ms\" = \"5000\"\n", // BATON_KAFKA_*
+        "\"sasl.password\" = \"***\"\n",      // secrets never shown
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    assert!(!out.contains("hunter2"));
+
+    // The config file may also come from BATON_CONFIG.
+    let o = baton()
+        .arg("config")
+        .env("BATON_CONFIG", &cfg)
+        .output()
+        .unwrap();
+    assert!(text(&o).0.contains("partitions = 8\n"), "{}", text(&o).1);
+}
+
+#[test]
+fn mistakes_in_the_file_are_usage_errors_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for (body, want) in [
+        ("partitionz = 4\n", "unknown field `partitionz`"),
+        ("[engine]\nstrategy = \"fastest\"\n", "least-connections"),
+        ("[http]\naddr = \"localhost:80\"\n", "`http.addr`"),
+        ("partitions = 0\n", "`partitions` = 0"),
+        (
+            "[kafka]\n\"enable.idempotence\" = false\nbrokers = \"x\"\n",
+            "cannot be overridden",
+        ),
+    ] {
+        let cfg = write(dir.path(), "bad.toml", body);
+        let mut cmd = baton();
+        cmd.arg("--config").arg(&cfg).arg("config");
+        if body.contains("[kafka]") {
+            cmd.args(["--brokers", "127.0.0.1:1"]);
+        }
+        let o = cmd.output().unwrap();
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{body:?}: {err}");
+        assert!(err.contains(want), "{body:?}: `{err}` lacks `{want}`");
+    }
+    let o = baton()
+        .args(["--config", "/nonexistent/baton.toml", "config"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("/nonexistent/baton.toml"));
+}
+
+#[test]
+fn docker_config_is_valid() {
+    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("docker/baton.toml");
+    let o = baton()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("config")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+}
+
+/// `baton run` on SIGTERM: stops intake, checkpoints, exits 0 promptly;
+/// with `--log-format json` every log line is one JSON object.
+#[test]
+fn sigterm_stops_the_engine_cleanly_with_json_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = baton()
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--log", "info", "--log-format", "json", "run", "--no-http"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Ready when the partitions are owned (an info log line).
+    while !lines
+        .iter()
+        .any(|l: &String| l.contains("owning partitions"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "engine never started: {lines:#?}"
+        );
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+            lines.push(l);
+        }
+    }
+    let pid = child.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let stop_deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > stop_deadline {
+            let _ = child.kill();
+            panic!("baton run did not stop within 15 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    while let Ok(l) = rx.recv_timeout(Duration::from_millis(500)) {
+        lines.push(l);
+    }
+    assert!(status.success(), "exit {status:?}: {lines:#?}");
+    assert!(
+        lines.iter().any(|l| l.contains("checkpointed")),
+        "{lines:#?}"
+    );
+    let json: Vec<&String> = lines.iter().filter(|l| l.starts_with('{')).collect();
+    assert!(!json.is_empty(), "no JSON log lines: {lines:#?}");
+    for l in json {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"));
+        assert!(
+            v.get("level").is_some() && v.get("timestamp").is_some(),
+            "{l}"
+        );
+    }
+}
