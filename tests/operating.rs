@@ -198,3 +198,61 @@ fn sigterm_stops_the_engine_cleanly_with_json_logs() {
         );
     }
 }
+
+/// The README block between `<!-- NAME:begin -->` and `<!-- NAME:end -->`.
+fn block<'a>(readme: &'a str, name: &str) -> &'a str {
+    let begin = format!("<!-- {name}:begin -->\n");
+    let end = format!("<!-- {name}:end -->");
+    let i = readme
+        .find(&begin)
+        .unwrap_or_else(|| panic!("README lacks {begin}"))
+        + begin.len();
+    let j = readme[i..].find(&end).expect("block end") + i;
+    &readme[i..j]
+}
+
+/// Compares a generated README block; `BATON_BLESS=1` rewrites it.
+fn generated_block(name: &str, want: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let readme = std::fs::read_to_string(&path).unwrap();
+    let have = block(&readme, name);
+    if have == want {
+        return;
+    }
+    if std::env::var_os("BATON_BLESS").is_some() {
+        let updated = readme.replacen(
+            &format!("<!-- {name}:begin -->\n{have}"),
+            &format!("<!-- {name}:begin -->\n{want}"),
+            1,
+        );
+        std::fs::write(&path, updated).unwrap();
+        return;
+    }
+    panic!("README block `{name}` is out of date (run with BATON_BLESS=1 to rewrite it); expected:\n{want}");
+}
+
+#[test]
+fn readme_lists_every_metric_and_config_key() {
+    generated_block("metrics", &baton::telemetry::names::markdown_table());
+    generated_block("config-keys", &baton::config::markdown_table());
+}
+
+#[test]
+fn readme_lists_exactly_the_endpoints_of_the_openapi_document() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let listed: std::collections::BTreeSet<String> = block(&readme, "endpoints")
+        .lines()
+        .filter_map(|l| l.split("`GET ").nth(1))
+        .filter_map(|rest| rest.split('`').next())
+        .map(str::to_string)
+        .collect();
+    let doc: serde_json::Value = serde_json::from_str(baton::api::openapi::document()).unwrap();
+    let served: std::collections::BTreeSet<String> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(listed, served, "README endpoints vs /openapi.json paths");
+}

@@ -306,3 +306,26 @@ pub const PROCESS: &[(&str, Kind, &str)] = &[
         "Start time of the process since the Unix epoch.",
     ),
 ];
+
+/// The README's metric table (a test keeps the README equal to it).
+pub fn markdown_table() -> String {
+    let mut out = String::from("| metric | type | labels | meaning |\n|---|---|---|---|\n");
+    for m in ALL {
+        let labels = if m.labels.is_empty() {
+            "-".to_string()
+        } else {
+            m.labels.join(", ")
+        };
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            m.name,
+            m.kind.as_str(),
+            labels,
+            m.help
+        ));
+    }
+    for (name, kind, help) in PROCESS {
+        out.push_str(&format!("| `{name}` | {} | - | {help} |\n", kind.as_str()));
+    }
+    out
+}
