@@ -24,6 +24,38 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 chromium --version
 
+step "Prometheus (promtool, prometheus)"
+# tests/docker_files.rs runs promtool on docker/prometheus/ and
+# tests/prometheus_scrape.rs scrapes a live `baton demo` with a real
+# Prometheus; both fail, never skip, without them. Debian's package has both.
+# Its service must not start: during the install a policy-rc.d that answers
+# 101 ("forbidden") stops the maintainer scripts from starting it (the
+# test starts its own Prometheus on a free loopback port), and on a systemd
+# machine the unit is also disabled and stopped.
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  POLICY_RC=/usr/sbin/policy-rc.d
+  ADDED_POLICY=""
+  if [ ! -e "$POLICY_RC" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$POLICY_RC" >/dev/null
+    $SUDO chmod 755 "$POLICY_RC"
+    ADDED_POLICY=1
+  fi
+  $SUDO apt-get update -qq
+  if ! DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; then
+    if [ -n "$ADDED_POLICY" ]; then $SUDO rm -f "$POLICY_RC"; fi
+    exit 1
+  fi
+  if [ -n "$ADDED_POLICY" ]; then $SUDO rm -f "$POLICY_RC"; fi
+  if [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
+fi
+export BATON_TEST_PROMTOOL="$(command -v promtool)"
+export BATON_TEST_PROMETHEUS="$(command -v prometheus)"
+prometheus --version 2>&1 | sed -n 1p
+
 step "Kafka test broker (tansu ${TANSU_VERSION:=0.6.0})"
 # The Kafka tests (tests/kafka_*.rs) need a broker; they fail, never skip,
 # without one. tansu is a Kafka-compatible broker from crates.io: built once

@@ -91,6 +91,7 @@ impl Telemetry {
                     .install_recorder()
                     .map_err(|e| e.to_string())?;
                 describe_all();
+                register_at_zero();
                 let process = metrics_process::Collector::default();
                 process.describe();
                 build_info();
@@ -119,6 +120,26 @@ impl Telemetry {
         build_info();
         self.inner.handle.run_upkeep();
         self.inner.handle.render()
+    }
+}
+
+/// Creates the counters of closed label sets at 0, so `increase()` sees
+/// their first increment and dashboards show 0 rather than "no data".
+fn register_at_zero() {
+    for m in names::ALL
+        .iter()
+        .filter(|m| m.kind == Kind::Counter && m.labels.is_empty())
+    {
+        metrics::counter!(m.name).increment(0);
+    }
+    for status in ["succeeded", "failed", "cancelled", "timed_out", "rejected"] {
+        metrics::counter!(names::WORKFLOWS_FINISHED.name, "status" => status).increment(0);
+    }
+    for strategy in ["round_robin", "least_connections", "weighted", "performance_based"] {
+        metrics::counter!(names::ASSIGNMENTS.name, "strategy" => strategy).increment(0);
+    }
+    for direction in ["in", "out"] {
+        metrics::counter!(names::TOKENS.name, "direction" => direction).increment(0);
     }
 }
 
