@@ -285,8 +285,8 @@ pub const ALL: &[Metric] = &[
 pub const PROCESS: &[(&str, Kind, &str)] = &[
     (
         "process_cpu_seconds_total",
-        Kind::Counter,
-        "CPU time (user + system) used by the process.",
+        Kind::Gauge,
+        "CPU time (user + system) used by the process; exported as a gauge because the metrics crate's counters are integers (use rate() as usual).",
     ),
     (
         "process_resident_memory_bytes",
