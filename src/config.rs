@@ -387,6 +387,18 @@ pub fn kafka_from_env() -> Vec<(String, String)> {
     out
 }
 
+/// The README's table of keys (a test keeps the README equal to it).
+pub fn markdown_table() -> String {
+    let mut out = String::from("| file key | environment | flag |\n|---|---|---|\n");
+    for (key, env, flag) in KEYS {
+        out.push_str(&format!("| `{key}` | `{env}` | `{flag}` |\n"));
+    }
+    out.push_str(&format!(
+        "| `kafka.\"<property>\"` | `{KAFKA_ENV_PREFIX}<PROPERTY>` (dots as `_`) | `--kafka <property>=<value>` |\n| (the file itself) | `BATON_CONFIG` | `--config` |\n"
+    ));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -480,16 +492,4 @@ per_agent_labels = true
             );
         }
     }
-}
-
-/// The README's table of keys (a test keeps the README equal to it).
-pub fn markdown_table() -> String {
-    let mut out = String::from("| file key | environment | flag |\n|---|---|---|\n");
-    for (key, env, flag) in KEYS {
-        out.push_str(&format!("| `{key}` | `{env}` | `{flag}` |\n"));
-    }
-    out.push_str(&format!(
-        "| `kafka.\"<property>\"` | `{KAFKA_ENV_PREFIX}<PROPERTY>` (dots as `_`) | `--kafka <property>=<value>` |\n| (the file itself) | `BATON_CONFIG` | `--config` |\n"
-    ));
-    out
 }

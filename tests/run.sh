@@ -81,11 +81,12 @@ export BATON_TEST_KAFKA="127.0.0.1:$TANSU_PORT"
 export BATON_TEST_TANSU="$(command -v tansu)"
 echo "tansu $(tansu --version 2>/dev/null | head -1) listening on $BATON_TEST_KAFKA (log: target/tansu-ci.log)"
 
-step "Python interop environment (confluent-kafka, fastavro)"
-# tests/interop/ shows how a non-Rust service talks to Baton; the venv is
-# cached under target/ between runs.
+step "Python interop environment (confluent-kafka, fastavro, schemathesis)"
+# tests/interop/ shows how a non-Rust service talks to Baton, and
+# tests/http_api.rs runs schemathesis against the HTTP API; one venv for
+# both, cached under target/ between runs.
 VENV=target/interop-venv
-if ! "$VENV/bin/python" -c 'import confluent_kafka, fastavro' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import confluent_kafka, fastavro, schemathesis' 2>/dev/null; then
   if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
     # Debian ships venv (and its pip bootstrap) as a separate package.
     SUDO=""
@@ -95,9 +96,11 @@ if ! "$VENV/bin/python" -c 'import confluent_kafka, fastavro' 2>/dev/null; then
     rm -rf "$VENV"
     python3 -m venv "$VENV"
   fi
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check \
+    -r tests/interop/requirements.txt -r tests/api/requirements.txt
 fi
 export BATON_TEST_PYTHON="$PWD/$VENV/bin/python"
+export BATON_TEST_SCHEMATHESIS="$PWD/$VENV/bin/schemathesis"
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -2,10 +2,31 @@
 //! `/v1/...` queries over the projection stores and the journal, and the
 //! OpenAPI document at `/openapi.json`.
 //!
-//! (Being built: handlers, shapes and the OpenAPI document.)
+//! Invariants: only GET (HEAD follows GET); nothing here writes to the log
+//! or creates a store (a partition without a store on disk reads as empty
+//! or 404); every answer, errors included, is JSON with a documented shape
+//! (`/metrics` excepted: Prometheus text), and bad input is a 4xx, never a
+//! 500 (see [`error`]); sled reads run on the blocking pool. Answers from
+//! the stores reflect each partition's last checkpoint (the engine flushes
+//! every 500 ms by default), so they may trail the journal by that much.
+//!
+//! Layout: [`shapes`] (the JSON types), [`error`] (errors and extractors),
+//! [`probes`], [`workflows`], [`fleet`] (agents, bottlenecks), [`audit`],
+//! [`openapi`] (the generated document).
+
+pub mod audit;
+pub mod error;
+pub mod fleet;
+pub mod openapi;
+pub mod probes;
+pub mod shapes;
+pub mod workflows;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+
+use axum::routing::get;
+use axum::Router;
 
 use crate::codec::Codec;
 use crate::engine::live::Live;
@@ -45,13 +66,41 @@ pub enum ApiError {
     Serve(std::io::Error),
 }
 
-/// Serves the API on `listener` until `shutdown` turns true.
+/// The API's routes over `ctx`, with JSON 404 and 405 fallbacks (for
+/// [`serve`], and for tests that drive it in-process).
+pub fn router(ctx: ApiContext) -> Router {
+    Router::new()
+        .route("/healthz", get(probes::healthz))
+        .route("/readyz", get(probes::readyz))
+        .route("/metrics", get(probes::metrics))
+        .route("/openapi.json", get(openapi::openapi_json))
+        .route("/v1/workflows", get(workflows::list_workflows))
+        .route("/v1/workflows/{id}", get(workflows::get_workflow))
+        .route("/v1/agents", get(fleet::list_agents))
+        .route("/v1/agents/{id}", get(fleet::get_agent))
+        .route("/v1/bottlenecks", get(fleet::list_bottlenecks))
+        .route("/v1/audit/{correlation_id}", get(audit::get_audit))
+        .fallback(error::unknown_endpoint)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .with_state(ctx)
+}
+
+/// Serves the API on `listener` until `shutdown` turns true (or its sender
+/// is dropped); requests in flight then finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     ctx: ApiContext,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), ApiError> {
-    let _ = (&listener, &ctx);
-    let _ = shutdown.changed().await;
-    Ok(())
+    let stop = async move {
+        while !*shutdown.borrow_and_update() {
+            if shutdown.changed().await.is_err() {
+                break;
+            }
+        }
+    };
+    axum::serve(listener, router(ctx))
+        .with_graceful_shutdown(stop)
+        .await
+        .map_err(ApiError::Serve)
 }

@@ -11,11 +11,10 @@ use clap::{Args, ValueEnum};
 
 use super::backend::Journal;
 use super::{GlobalArgs, UsageError};
-use crate::codec::Codec;
 use crate::engine::audit::{self, Audit};
-use crate::engine::history::{correlation_facts, JournalFact};
+use crate::engine::history::{correlation_facts, inputs_of, JournalFact};
 use crate::engine::replay::{decode_fact, ingress_offset, JournalSource};
-use crate::log::{partition_for_key, EventLog};
+use crate::log::partition_for_key;
 use crate::store::ProjectionStore;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -67,36 +66,6 @@ fn print(story: &Audit, format: Format) -> anyhow::Result<()> {
         Format::Text => print!("{}", audit::render_text(story)),
     }
     Ok(())
-}
-
-/// The ingress events the facts name, by ingress offset (same partition:
-/// the engine journals an input's facts in the input's partition).
-async fn inputs_of(
-    log: &dyn EventLog,
-    codec: &Codec,
-    ingress: &str,
-    p: u32,
-    facts: &[JournalFact],
-) -> anyhow::Result<BTreeMap<u64, crate::domain::events::Envelope>> {
-    let mut out = BTreeMap::new();
-    for o in facts.iter().filter_map(|f| f.ingress_offset) {
-        if out.contains_key(&o) {
-            continue;
-        }
-        if let Some(r) = log
-            .read(ingress, p, o, 1)
-            .await?
-            .into_iter()
-            .find(|r| r.offset == o)
-        {
-            // An input that no longer decodes (or was removed by retention)
-            // is left out; the facts it caused still tell the story.
-            if let Ok(e) = codec.decode(&r.value) {
-                out.insert(o, e);
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Every fact about `agent` in every partition, in time order. The

@@ -14,6 +14,7 @@ use super::backend::Journal;
 use super::GlobalArgs;
 use crate::domain::engine::{AgentView, WorkflowState};
 use crate::engine::history::{agents_as_of, correlation_facts, workflow_as_of, AsOf};
+use crate::engine::stored::{merge_agents, Load};
 use crate::log::partition_for_key;
 use crate::store::ProjectionStore;
 
@@ -60,7 +61,8 @@ fn ms(
 
 pub async fn run(global: &GlobalArgs, args: InspectArgs) -> anyhow::Result<ExitCode> {
     if let InspectWhat::Bottlenecks = args.what {
-        let states = super::report::load_states(global).await?;
+        // Findings need only each partition's bottleneck projection.
+        let states = super::report::load_states_for(global, Load::Findings).await?;
         let report = crate::engine::report::build(&states, crate::engine::report::Span::Short);
         if args.json {
             println!("{}", serde_json::to_string_pretty(&report.findings)?);
@@ -108,23 +110,7 @@ pub async fn run(global: &GlobalArgs, args: InspectArgs) -> anyhow::Result<ExitC
                         agents_as_of(&source, p, until).await?
                     }
                 };
-                for a in views {
-                    match agents.get_mut(&a.id) {
-                        Some(seen) => {
-                            seen.successes += a.successes;
-                            seen.failures += a.failures;
-                            if a.last_heartbeat_at > seen.last_heartbeat_at {
-                                seen.health = a.health;
-                                seen.last_heartbeat_at = a.last_heartbeat_at;
-                                seen.reported_in_flight = a.reported_in_flight;
-                            }
-                            seen.ewma_latency_ms = seen.ewma_latency_ms.max(a.ewma_latency_ms);
-                        }
-                        None => {
-                            agents.insert(a.id.clone(), a);
-                        }
-                    }
-                }
+                merge_agents(&mut agents, views);
             }
             if args.json {
                 let rows: Vec<_> = agents.values().map(agent_json).collect();

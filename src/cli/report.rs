@@ -10,11 +10,11 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 
 use super::{GlobalArgs, UsageError};
-use crate::domain::engine::{EngineConfig, PartitionState};
+use crate::domain::engine::PartitionState;
 use crate::domain::events::WorkflowDefinition;
 use crate::engine::estimate::{estimate, Estimate};
 use crate::engine::report::{build, FleetReport, Row, Span};
-use crate::store::{JournalIndex, ProjectionStore};
+use crate::engine::stored::Load;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ReportFormat {
@@ -50,21 +50,22 @@ pub struct EstimateArgs {
 /// Every partition's state as stored (non-terminal workflows, agents,
 /// queues, the bottleneck projection), by partition.
 pub async fn load_states(global: &GlobalArgs) -> anyhow::Result<Vec<PartitionState>> {
+    load_states_for(global, Load::Full).await
+}
+
+/// Every partition's state as stored, read as far as `load` says (see
+/// [`crate::engine::stored::load_states`], which the HTTP API shares).
+pub async fn load_states_for(
+    global: &GlobalArgs,
+    load: Load,
+) -> anyhow::Result<Vec<PartitionState>> {
     let log = super::backend::open(global, super::backend::Access::Read).await?;
     let partitions = log.partition_count(&global.topics().ingress()).await?;
-    let mut out = Vec::new();
-    for p in 0..partitions {
-        let store = ProjectionStore::open(&global.data_dir, p)?;
-        let mut state = PartitionState::new(EngineConfig::default());
-        let mut index = JournalIndex::default();
-        store.load_into(&mut state, &mut index, |_| {})?;
-        // Whatever windows the engine used, show its figures.
-        if let Some(stats) = store.bottlenecks()? {
-            state.bottlenecks = stats;
-        }
-        out.push(state);
-    }
-    Ok(out)
+    Ok(crate::engine::stored::load_states(
+        &global.data_dir,
+        partitions,
+        load,
+    )?)
 }
 
 fn parse_span(window: &str, states: &[PartitionState]) -> Result<Span, UsageError> {

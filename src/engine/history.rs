@@ -1,15 +1,18 @@
 //! History: one correlation's facts read through the correlation index (no
-//! refold of the journal), a workflow or the fleet as of a past moment, and
-//! the journal offset of a timestamp.
+//! refold of the journal) and the ingress events that caused them, a
+//! workflow or the fleet as of a past moment, and the journal offset of a
+//! timestamp.
 //!
 //! A moment (`AsOf`) is either a journal offset — the state *before* that
 //! offset, like `replay --until` and a checkpoint's `journal_next` — or an
 //! RFC 3339 timestamp: every fact stamped at or before it.
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use super::replay::{decode_fact, ingress_offset, JournalSource};
 use super::EngineError;
+use crate::codec::Codec;
 use crate::domain::engine::{AgentView, EngineConfig, PartitionState, WorkflowState};
 use crate::domain::events::{Envelope, Timestamp};
 use crate::log::{EventLog, StoredRecord};
@@ -131,6 +134,37 @@ pub async fn correlation_facts(
                 && offsets.binary_search(&r.offset).is_err()
             {
                 out.push(fact(source, p, r)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The ingress events `facts` name, by ingress offset, from ingress
+/// partition `p` (the engine journals an input's facts in the input's
+/// partition): what `audit` places before the facts they caused.
+pub async fn inputs_of(
+    log: &dyn EventLog,
+    codec: &Codec,
+    ingress: &str,
+    p: u32,
+    facts: &[JournalFact],
+) -> Result<BTreeMap<u64, Envelope>, EngineError> {
+    let mut out = BTreeMap::new();
+    for o in facts.iter().filter_map(|f| f.ingress_offset) {
+        if out.contains_key(&o) {
+            continue;
+        }
+        if let Some(r) = log
+            .read(ingress, p, o, 1)
+            .await?
+            .into_iter()
+            .find(|r| r.offset == o)
+        {
+            // An input that no longer decodes (or was removed by retention)
+            // is left out; the facts it caused still tell the story.
+            if let Ok(e) = codec.decode(&r.value) {
+                out.insert(o, e);
             }
         }
     }

@@ -20,6 +20,7 @@
 //! is rebuilt from the journal (see `docs` in the README).
 
 pub mod index;
+mod scan;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -31,6 +32,7 @@ use crate::domain::bottleneck::Stats;
 use crate::domain::engine::{AgentView, PartitionState, WorkflowState};
 use crate::domain::events::Usage;
 pub use index::JournalIndex;
+pub use scan::{store_path, WorkflowScan};
 
 /// Bump when a stored type changes shape.
 pub const FORMAT_VERSION: u32 = 5;
@@ -220,7 +222,7 @@ fn key(prefix: &str, id: &str) -> Vec<u8> {
 impl ProjectionStore {
     /// Opens partition `partition`'s projections under `data_dir/store`.
     pub fn open(data_dir: &Path, partition: u32) -> Result<Self, StoreError> {
-        let path = data_dir.join("store").join(format!("p-{partition}"));
+        let path = store_path(data_dir, partition);
         let db = shared_db(&path)?;
         let tree = db
             .open_tree("projections")

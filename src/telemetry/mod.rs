@@ -135,7 +135,12 @@ fn register_at_zero() {
     for status in ["succeeded", "failed", "cancelled", "timed_out", "rejected"] {
         metrics::counter!(names::WORKFLOWS_FINISHED.name, "status" => status).increment(0);
     }
-    for strategy in ["round_robin", "least_connections", "weighted", "performance_based"] {
+    for strategy in [
+        "round_robin",
+        "least_connections",
+        "weighted",
+        "performance_based",
+    ] {
         metrics::counter!(names::ASSIGNMENTS.name, "strategy" => strategy).increment(0);
     }
     for direction in ["in", "out"] {

@@ -1,0 +1,86 @@
+//! Partition states and the fleet as the projection stores hold them, for
+//! the read side: `baton report`, `inspect bottlenecks|agents` and the HTTP
+//! API load them through these functions, so they show the same figures.
+//!
+//! Invariants: reads only — a partition without a store on disk reads as
+//! empty and no store is created; states come back indexed by partition
+//! number (index = partition), which [`super::report::build`] relies on to
+//! say which partitions detected a finding.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::domain::engine::{AgentView, EngineConfig, PartitionState};
+use crate::store::{JournalIndex, ProjectionStore, StoreError};
+
+/// How much of each partition [`load_states`] reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Load {
+    /// Everything the report shows: non-terminal workflows (queues, load),
+    /// agents, pool usage and the bottleneck projection. Reads every stored
+    /// workflow, so it costs in proportion to history.
+    Full,
+    /// Only the bottleneck projection: enough for the active findings (one
+    /// read per partition, whatever the history).
+    Findings,
+}
+
+/// Every partition's state as stored, by partition.
+pub fn load_states(
+    data_dir: &Path,
+    partitions: u32,
+    load: Load,
+) -> Result<Vec<PartitionState>, StoreError> {
+    let mut out = Vec::with_capacity(partitions as usize);
+    for p in 0..partitions {
+        let mut state = PartitionState::new(EngineConfig::default());
+        if let Some(store) = ProjectionStore::open_existing(data_dir, p)? {
+            if load == Load::Full {
+                let mut index = JournalIndex::default();
+                store.load_into(&mut state, &mut index, |_| {})?;
+            }
+            // Whatever windows the engine used, show its figures.
+            if let Some(stats) = store.bottlenecks()? {
+                state.bottlenecks = stats;
+            }
+        }
+        out.push(state);
+    }
+    Ok(out)
+}
+
+/// Merges one partition's views of agents into `fleet`, by agent id. Every
+/// partition sees every agent's lifecycle but only its own share of the
+/// work: counts and usage are summed; health, heartbeat and reported load
+/// come from the freshest heartbeat; the EWMA latency is the worst seen.
+pub fn merge_agents(fleet: &mut BTreeMap<String, AgentView>, views: Vec<AgentView>) {
+    for a in views {
+        match fleet.get_mut(&a.id) {
+            Some(seen) => {
+                seen.successes += a.successes;
+                seen.failures += a.failures;
+                seen.usage.add(&a.usage);
+                if a.last_heartbeat_at > seen.last_heartbeat_at {
+                    seen.health = a.health;
+                    seen.last_heartbeat_at = a.last_heartbeat_at;
+                    seen.reported_in_flight = a.reported_in_flight;
+                }
+                seen.ewma_latency_ms = seen.ewma_latency_ms.max(a.ewma_latency_ms);
+            }
+            None => {
+                fleet.insert(a.id.clone(), a);
+            }
+        }
+    }
+}
+
+/// The fleet now: every partition's stored agents, merged.
+pub fn fleet(data_dir: &Path, partitions: u32) -> Result<BTreeMap<String, AgentView>, StoreError> {
+    let mut fleet = BTreeMap::new();
+    for p in 0..partitions {
+        if let Some(store) = ProjectionStore::open_existing(data_dir, p)? {
+            merge_agents(&mut fleet, store.agents()?);
+        }
+    }
+    Ok(fleet)
+}
