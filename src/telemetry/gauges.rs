@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use super::names;
+use crate::domain::bottleneck::kind_name;
 use crate::domain::engine::{PartitionState, StepStatus};
 use crate::domain::events::{AgentHealth, BottleneckKind, WorkflowStatus};
 
@@ -66,19 +67,6 @@ fn step_state(s: StepStatus) -> usize {
         StepStatus::Exhausted => 7,
         StepStatus::Skipped => 8,
         StepStatus::Cancelled => 9,
-    }
-}
-
-pub fn kind_label(k: BottleneckKind) -> &'static str {
-    match k {
-        BottleneckKind::Saturation => "saturation",
-        BottleneckKind::QueueBacklog => "queue_backlog",
-        BottleneckKind::SlowStep => "slow_step",
-        BottleneckKind::SlowAgent => "slow_agent",
-        BottleneckKind::FailingStep => "failing_step",
-        BottleneckKind::FailingAgent => "failing_agent",
-        BottleneckKind::StarvedCapability => "starved_capability",
-        BottleneckKind::StuckStep => "stuck_step",
     }
 }
 
@@ -170,7 +158,7 @@ impl PartitionGauges {
                 .set(n as f64);
         }
         for (kind, (n, sev)) in KINDS.iter().zip(self.bottlenecks) {
-            let kind = kind_label(*kind);
+            let kind = kind_name(*kind);
             metrics::gauge!(names::BOTTLENECK_FINDINGS.name, "partition" => part.clone(), "kind" => kind)
                 .set(n as f64);
             metrics::gauge!(names::BOTTLENECK_SEVERITY.name, "partition" => part.clone(), "kind" => kind)
