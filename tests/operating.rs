@@ -256,3 +256,95 @@ fn readme_lists_exactly_the_endpoints_of_the_openapi_document() {
         .collect();
     assert_eq!(listed, served, "README endpoints vs /openapi.json paths");
 }
+
+/// `baton audit --api` asks a running engine (whose stores are locked to
+/// other processes) and prints what the local command prints.
+#[test]
+fn audit_through_the_api_of_a_running_engine_matches_the_local_audit() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let o = baton()
+        .args([
+            "--data-dir",
+            data,
+            "demo",
+            "--workflows",
+            "60",
+            "--failure-rate",
+            "0.3",
+        ])
+        .args(["--no-http", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    let o = baton()
+        .args([
+            "--data-dir",
+            data,
+            "tail",
+            "--topic",
+            "baton.status",
+            "--from-beginning",
+        ])
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let id = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| v["key"].as_str().map(str::to_string))
+        .expect("a workflow id on the status topic");
+    let local: Vec<Output> = ["text", "json"]
+        .iter()
+        .map(|f| {
+            baton()
+                .args(["--data-dir", data, "audit", &id, "--format", f])
+                .output()
+                .unwrap()
+        })
+        .collect();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let addr = format!("127.0.0.1:{port}");
+    let mut engine = baton()
+        .args(["--data-dir", data, "run", "--http-addr", &addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(Instant::now() < deadline, "the API never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let url = format!("http://{addr}");
+    let remote: Vec<Output> = ["text", "json"]
+        .iter()
+        .map(|f| {
+            baton()
+                .args(["audit", &id, "--format", f, "--api", &url])
+                .output()
+                .unwrap()
+        })
+        .collect();
+    let missing = baton()
+        .args(["audit", "no-such-workflow", "--api", &url])
+        .output()
+        .unwrap();
+    let _ = engine.kill();
+    let _ = engine.wait();
+    for (l, r) in local.iter().zip(&remote) {
+        assert!(
+            l.status.success() && r.status.success(),
+            "{:?} {:?}",
+            text(l),
+            text(r)
+        );
+        assert_eq!(text(l).0.trim_end(), text(r).0.trim_end());
+    }
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(text(&missing).1.contains("nothing in the journal"));
+}

@@ -10,11 +10,13 @@
 //! without its index the story would need a scan of the whole journal).
 
 use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::error::{blocking, ApiPath, ErrorBody, HttpError};
+use super::error::{blocking, ApiPath, ApiQuery, ErrorBody, HttpError};
 use super::shapes::time;
 use super::ApiContext;
 use crate::engine::audit::{self, Audit};
@@ -217,14 +219,38 @@ impl From<&Audit> for AuditDoc {
     }
 }
 
+/// How the story is rendered.
+#[derive(Clone, Copy, Debug, Default, serde::Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditFormat {
+    /// The `baton.audit/v1` JSON document.
+    #[default]
+    Json,
+    /// The text `baton audit <id>` prints (indented causation tree).
+    Text,
+}
+
+/// Query parameters of `/v1/audit/{correlation_id}`.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// `json` (default) or `text`.
+    #[param(inline)]
+    pub format: Option<AuditFormat>,
+}
+
 /// The audit story of a correlation id.
 #[utoipa::path(
     get,
     path = "/v1/audit/{correlation_id}",
     tag = "audit",
-    params(("correlation_id" = String, Path, description = "A workflow id (or an agent id, for its lifecycle)")),
+    params(("correlation_id" = String, Path, description = "A workflow id (or an agent id, for its lifecycle)"), AuditQuery),
     responses(
-        (status = 200, description = "The story, as `baton audit <id> --format json` prints it (`baton.audit/v1`)", body = AuditDoc),
+        (status = 200, description = "The story, as `baton audit <id> --format json` prints it (`baton.audit/v1`); with `format=text`, as `baton audit <id>` prints it", content(
+            (AuditDoc = "application/json"),
+            (String = "text/plain"),
+        )),
         (status = 400, description = "The id does not decode", body = ErrorBody),
         (status = 404, description = "Nothing in the journal for this id (or its partition has no store yet)", body = ErrorBody),
         (status = 500, description = "The store or the journal is corrupt", body = ErrorBody),
@@ -234,7 +260,8 @@ impl From<&Audit> for AuditDoc {
 pub async fn get_audit(
     State(ctx): State<ApiContext>,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<AuditDoc>, HttpError> {
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> Result<Response, HttpError> {
     let p = partition_for_key(id.as_bytes(), ctx.partitions);
     let dir = ctx.data_dir.clone();
     let store = blocking(move || Ok(ProjectionStore::open_existing(&dir, p)?)).await?;
@@ -254,5 +281,13 @@ pub async fn get_audit(
         return Err(nothing());
     }
     let inputs = inputs_of(ctx.log.as_ref(), &ctx.codec, &ingress, p, &facts).await?;
-    Ok(Json(AuditDoc::from(&audit::build(&id, p, &facts, &inputs))))
+    let story = audit::build(&id, p, &facts, &inputs);
+    Ok(match q.format.unwrap_or_default() {
+        AuditFormat::Json => Json(AuditDoc::from(&story)).into_response(),
+        AuditFormat::Text => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            audit::render_text(&story),
+        )
+            .into_response(),
+    })
 }

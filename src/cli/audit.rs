@@ -34,16 +34,53 @@ pub struct AuditArgs {
     pub agent: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Ask a running Baton's HTTP API (e.g. http://127.0.0.1:9464) instead
+    /// of reading the stores, which a running engine holds. Its store is
+    /// already open, so the answer is immediate.
+    #[arg(long, env = "BATON_API", value_name = "URL", conflicts_with = "agent")]
+    pub api: Option<String>,
 }
 
 pub async fn run(global: &GlobalArgs, args: AuditArgs) -> anyhow::Result<ExitCode> {
+    if let (Some(api), Some(id)) = (&args.api, &args.correlation_id) {
+        let format = match args.format {
+            Format::Text => "text",
+            Format::Json => "json",
+        };
+        let path = format!("/v1/audit/{}?format={format}", super::remote::encode(id));
+        return match super::remote::get(api, &path).await? {
+            Ok(body) => {
+                // The API answers compact JSON; print it as the local
+                // command does.
+                let body = match args.format {
+                    Format::Json => serde_json::from_str::<serde_json::Value>(&body)
+                        .and_then(|v| serde_json::to_string_pretty(&v))
+                        .unwrap_or(body),
+                    Format::Text => body,
+                };
+                print!("{body}");
+                if !body.ends_with('\n') {
+                    println!();
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(message) => {
+                eprintln!("error: {message}");
+                Ok(ExitCode::from(1))
+            }
+        };
+    }
     let journal = Journal::open(global).await?;
     let (log, codec, source) = (&journal.log, &journal.codec, journal.source());
     let partitions = log.partition_count(&journal.topic).await?;
     let story = match (&args.correlation_id, &args.agent) {
         (Some(id), _) => {
             let p = partition_for_key(id.as_bytes(), partitions);
-            let store = ProjectionStore::open(&global.data_dir, p)?;
+            let store = ProjectionStore::open(&global.data_dir, p).map_err(|e| {
+                anyhow::Error::from(e).context(
+                    "cannot open the partition's store; if an engine is running on this data dir, ask it instead: baton audit <id> --api http://127.0.0.1:9464",
+                )
+            })?;
             let facts = correlation_facts(&source, p, &store, id).await?;
             if facts.is_empty() {
                 eprintln!("error: nothing in the journal for `{id}` (partition {p})");

@@ -14,6 +14,7 @@ mod config_cmd;
 mod demo;
 mod inspect;
 mod produce;
+mod remote;
 mod replay;
 mod report;
 mod report_html;
