@@ -183,4 +183,26 @@ mod tests {
         assert!(e.contains("`acks`"), "{e}");
         assert!(KafkaConfig::new(" ").validate().is_err());
     }
+
+    /// The client is built with OpenSSL: TLS and SASL (PLAIN, SCRAM,
+    /// OAUTHBEARER) settings are accepted, not refused at client creation.
+    #[test]
+    fn clients_speak_tls_and_sasl() {
+        for (protocol, mechanism) in [
+            ("ssl", None),
+            ("sasl_ssl", Some("SCRAM-SHA-512")),
+            ("sasl_plaintext", Some("PLAIN")),
+        ] {
+            let mut c = KafkaConfig::new("127.0.0.1:1");
+            c.properties
+                .insert("security.protocol".into(), protocol.into());
+            if let Some(m) = mechanism {
+                c.properties.insert("sasl.mechanisms".into(), m.into());
+                c.properties.insert("sasl.username".into(), "u".into());
+                c.properties.insert("sasl.password".into(), "p".into());
+            }
+            let created: Result<rdkafka::producer::BaseProducer, _> = c.producer().create();
+            assert!(created.is_ok(), "{protocol}: {:?}", created.err());
+        }
+    }
 }
