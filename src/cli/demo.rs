@@ -222,8 +222,16 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<ExitCode
     let mut last_events = 0u64;
     let mut submitted = None;
     let mut generator = Some(generator);
+    // Ctrl-C or SIGTERM ends the demo like its deadline does: everything
+    // stops, checkpoints, and the summary is printed.
+    let signalled = super::run::shutdown_signal();
+    tokio::pin!(signalled);
+    let mut interrupted = false;
     loop {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = &mut signalled => interrupted = true,
+        }
         if let Some(g) = generator.as_ref().filter(|g| g.is_finished()) {
             let _ = g;
             if let Some(g) = generator.take() {
@@ -244,7 +252,7 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<ExitCode
             last_events = events;
             last_print = Instant::now();
         }
-        if done || Instant::now() >= deadline || engine_task.is_finished() {
+        if done || interrupted || Instant::now() >= deadline || engine_task.is_finished() {
             break;
         }
     }
