@@ -146,6 +146,7 @@ async fn engine_survives_sigkill_with_effectively_once_results() {
                 "--partitions",
                 "4",
                 "run",
+                "--no-http",
                 "--flush-ms",
                 "20",
                 "--batch-size",

@@ -39,7 +39,7 @@ fn baton(brokers: &str, prefix: &str, data_dir: &Path) -> Command {
 fn spawn_run(brokers: &str, prefix: &str, data_dir: &Path, log: &Path) -> Child {
     let err = std::fs::File::create(log).unwrap();
     baton(brokers, prefix, data_dir)
-        .args(["run", "--flush-ms", "100"])
+        .args(["run", "--no-http", "--flush-ms", "100"])
         .stdout(Stdio::null())
         .stderr(Stdio::from(err))
         .spawn()

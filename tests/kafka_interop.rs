@@ -41,7 +41,7 @@ fn a_python_service_submits_works_and_watches_through_kafka() {
         .args(["--brokers", &brokers, "--topic-prefix", &prefix])
         .arg("--data-dir")
         .arg(dir.path())
-        .args(["--partitions", "3", "run"])
+        .args(["--partitions", "3", "run", "--no-http"])
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
