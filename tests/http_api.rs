@@ -25,6 +25,30 @@ fn error_code(r: &api::Reply) -> String {
     v["code"].as_str().unwrap_or_default().to_string()
 }
 
+/// On Kafka an instance's stores for partitions it no longer runs are
+/// stale: it answers only for the partitions its engine runs.
+#[test]
+fn an_instance_answers_only_for_the_partitions_it_runs() {
+    let dir = golden();
+    let live = Arc::new(Live::default());
+    live.register(1);
+    let api = Api::start(context(dir.path(), Some(live)));
+    let r = api.get("/v1/workflows?limit=1000");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let items = r.json()["items"].as_array().unwrap().clone();
+    assert!(!items.is_empty());
+    assert!(items.iter().all(|w| w["partition"] == 1), "{items:#?}");
+    // STORY lives in partition 0.
+    for path in [
+        format!("/v1/workflows/{STORY}"),
+        format!("/v1/audit/{STORY}"),
+    ] {
+        let r = api.get(&path);
+        assert_eq!(r.status, 404, "{path}: {}", r.body);
+        assert!(r.body.contains("does not run"), "{}", r.body);
+    }
+}
+
 #[test]
 fn workflows_agents_bottlenecks_and_audit_over_the_golden_journal() {
     let dir = golden();
@@ -146,7 +170,7 @@ fn a_page_stops_at_its_scan_budget_and_resumes_exactly_there() {
     // budget, with a cursor to go on from.
     let first = page(
         dir.path(),
-        4,
+        &[0, 1, 2, 3],
         Cursor::default(),
         100,
         5,
@@ -162,7 +186,7 @@ fn a_page_stops_at_its_scan_budget_and_resumes_exactly_there() {
     let mut requests = 0;
     loop {
         requests += 1;
-        let p = page(dir.path(), 4, cursor, 100, 9, None).unwrap();
+        let p = page(dir.path(), &[0, 1, 2, 3], cursor, 100, 9, None).unwrap();
         for w in &p.items {
             assert!(
                 seen.insert(w.workflow_id.clone()),
@@ -178,7 +202,15 @@ fn a_page_stops_at_its_scan_budget_and_resumes_exactly_there() {
     assert_eq!(seen.len(), 60);
     assert!(requests >= 60 / 9, "{requests}");
     // A cursor past the last partition is an empty, final page.
-    let end = page(dir.path(), 4, Cursor::decode("999").unwrap(), 10, 10, None).unwrap();
+    let end = page(
+        dir.path(),
+        &[0, 1, 2, 3],
+        Cursor::decode("999").unwrap(),
+        10,
+        10,
+        None,
+    )
+    .unwrap();
     assert!(end.items.is_empty() && end.next_cursor.is_none());
 }
 

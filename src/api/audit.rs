@@ -263,6 +263,7 @@ pub async fn get_audit(
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Response, HttpError> {
     let p = partition_for_key(id.as_bytes(), ctx.partitions);
+    ctx.check_readable(&format!("`{id}`"), p)?;
     let dir = ctx.data_dir.clone();
     let store = blocking(move || Ok(ProjectionStore::open_existing(&dir, p)?)).await?;
     let nothing =

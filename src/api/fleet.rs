@@ -28,8 +28,8 @@ use crate::engine::stored::{fleet, load_states, Load};
     )
 )]
 pub async fn list_agents(State(ctx): State<ApiContext>) -> Result<Json<AgentList>, HttpError> {
-    let (dir, partitions) = (ctx.data_dir.clone(), ctx.partitions);
-    let agents = blocking(move || Ok(fleet(&dir, partitions)?)).await?;
+    let (dir, partitions) = (ctx.data_dir.clone(), ctx.readable());
+    let agents = blocking(move || Ok(fleet(&dir, &partitions)?)).await?;
     Ok(Json(AgentList {
         items: agents.values().map(AgentDto::from).collect(),
     }))
@@ -53,8 +53,8 @@ pub async fn get_agent(
     State(ctx): State<ApiContext>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<AgentDto>, HttpError> {
-    let (dir, partitions) = (ctx.data_dir.clone(), ctx.partitions);
-    let agents = blocking(move || Ok(fleet(&dir, partitions)?)).await?;
+    let (dir, partitions) = (ctx.data_dir.clone(), ctx.readable());
+    let agents = blocking(move || Ok(fleet(&dir, &partitions)?)).await?;
     match agents.get(&id) {
         Some(a) => Ok(Json(a.into())),
         None => Err(HttpError::NotFound(format!("no agent `{id}`"))),
@@ -75,10 +75,10 @@ pub async fn get_agent(
 pub async fn list_bottlenecks(
     State(ctx): State<ApiContext>,
 ) -> Result<Json<BottleneckList>, HttpError> {
-    let (dir, partitions) = (ctx.data_dir.clone(), ctx.partitions);
+    let (dir, partitions) = (ctx.data_dir.clone(), ctx.readable());
     // Merging the projections' histograms is CPU work: off the workers too.
     let list = blocking(move || {
-        let states = load_states(&dir, partitions, Load::Findings)?;
+        let states = load_states(&dir, &partitions, Load::Findings)?;
         let report = build(&states, Span::Short);
         Ok(BottleneckList {
             at: report.at,

@@ -55,6 +55,28 @@ pub struct ApiContext {
     pub telemetry: Telemetry,
 }
 
+impl ApiContext {
+    /// The partitions whose stores this process answers for: those its
+    /// engine runs (another instance's partitions may be stale here, or
+    /// absent), or all of them in a process without an engine.
+    pub fn readable(&self) -> Vec<u32> {
+        match &self.live {
+            Some(live) => live.owned().into_iter().map(|(p, _)| p).collect(),
+            None => (0..self.partitions).collect(),
+        }
+    }
+
+    /// 404 unless this process answers for partition `p` (see [`Self::readable`]).
+    pub fn check_readable(&self, what: &str, p: u32) -> Result<(), error::HttpError> {
+        if self.readable().contains(&p) {
+            return Ok(());
+        }
+        Err(error::HttpError::NotFound(format!(
+            "{what} lives in partition {p}, which this instance does not run now; ask the instance that owns it"
+        )))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("cannot listen on {addr}: {source}")]

@@ -117,6 +117,7 @@ pub async fn get_workflow(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<WorkflowDto>, HttpError> {
     let p = partition_for_key(id.as_bytes(), ctx.partitions);
+    ctx.check_readable(&format!("workflow `{id}`"), p)?;
     let dir = ctx.data_dir.clone();
     let key = id.clone();
     let wf = blocking(move || match ProjectionStore::open_existing(&dir, p)? {
@@ -160,11 +161,11 @@ pub async fn list_workflows(
         None => Cursor::default(),
     };
     let status = q.status.map(WorkflowStatus::from);
-    let (dir, partitions) = (ctx.data_dir.clone(), ctx.partitions);
+    let (dir, partitions) = (ctx.data_dir.clone(), ctx.readable());
     let page = blocking(move || {
         page(
             &dir,
-            partitions,
+            &partitions,
             cursor,
             limit as usize,
             SCAN_BUDGET,
@@ -179,7 +180,7 @@ pub async fn list_workflows(
 /// looked at.
 pub fn page(
     data_dir: &std::path::Path,
-    partitions: u32,
+    partitions: &[u32],
     cursor: Cursor,
     limit: usize,
     mut budget: usize,
@@ -190,7 +191,14 @@ pub fn page(
         partition: mut p,
         mut after,
     } = cursor;
-    while p < partitions {
+    // The cursor names a partition: resume inside it, or at the next one
+    // this process reads.
+    let start = p;
+    for &q in partitions.iter().filter(|&&q| q >= start) {
+        if q != p {
+            p = q;
+            after = None;
+        }
         if items.len() >= limit || budget == 0 {
             let next = Cursor {
                 partition: p,
@@ -218,8 +226,6 @@ pub fn page(
                 });
             }
         }
-        p += 1;
-        after = None;
     }
     Ok(WorkflowPage {
         items,

@@ -61,9 +61,10 @@ pub async fn load_states_for(
 ) -> anyhow::Result<Vec<PartitionState>> {
     let log = super::backend::open(global, super::backend::Access::Read).await?;
     let partitions = log.partition_count(&global.topics().ingress()).await?;
+    let all: Vec<u32> = (0..partitions).collect();
     Ok(crate::engine::stored::load_states(
         &global.data_dir,
-        partitions,
+        &all,
         load,
     )?)
 }

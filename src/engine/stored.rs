@@ -25,14 +25,14 @@ pub enum Load {
     Findings,
 }
 
-/// Every partition's state as stored, by partition.
+/// The stored state of each of `partitions`, in that order.
 pub fn load_states(
     data_dir: &Path,
-    partitions: u32,
+    partitions: &[u32],
     load: Load,
 ) -> Result<Vec<PartitionState>, StoreError> {
-    let mut out = Vec::with_capacity(partitions as usize);
-    for p in 0..partitions {
+    let mut out = Vec::with_capacity(partitions.len());
+    for &p in partitions {
         let mut state = PartitionState::new(EngineConfig::default());
         if let Some(store) = ProjectionStore::open_existing(data_dir, p)? {
             if load == Load::Full {
@@ -74,10 +74,13 @@ pub fn merge_agents(fleet: &mut BTreeMap<String, AgentView>, views: Vec<AgentVie
     }
 }
 
-/// The fleet now: every partition's stored agents, merged.
-pub fn fleet(data_dir: &Path, partitions: u32) -> Result<BTreeMap<String, AgentView>, StoreError> {
+/// The fleet now: the stored agents of `partitions`, merged.
+pub fn fleet(
+    data_dir: &Path,
+    partitions: &[u32],
+) -> Result<BTreeMap<String, AgentView>, StoreError> {
     let mut fleet = BTreeMap::new();
-    for p in 0..partitions {
+    for &p in partitions {
         if let Some(store) = ProjectionStore::open_existing(data_dir, p)? {
             merge_agents(&mut fleet, store.agents()?);
         }
