@@ -315,9 +315,11 @@ fn audit_through_the_api_of_a_running_engine_matches_the_local_audit() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // Ready: every partition recovered (before that the API answers only
+    // for the partitions the engine already runs).
     let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(&addr).is_err() {
-        assert!(Instant::now() < deadline, "the API never listened");
+    while http_status(&addr, "/readyz") != Some(200) {
+        assert!(Instant::now() < deadline, "the engine never got ready");
         std::thread::sleep(Duration::from_millis(50));
     }
     let url = format!("http://{addr}");
@@ -334,6 +336,14 @@ fn audit_through_the_api_of_a_running_engine_matches_the_local_audit() {
         .args(["audit", "no-such-workflow", "--api", &url])
         .output()
         .unwrap();
+    let inspect_remote = baton()
+        .args(["inspect", "workflow", &id, "--api", &url])
+        .output()
+        .unwrap();
+    let agents_remote = baton()
+        .args(["inspect", "agents", "--api", &url, "--json"])
+        .output()
+        .unwrap();
     let _ = engine.kill();
     let _ = engine.wait();
     for (l, r) in local.iter().zip(&remote) {
@@ -347,4 +357,27 @@ fn audit_through_the_api_of_a_running_engine_matches_the_local_audit() {
     }
     assert_eq!(missing.status.code(), Some(1));
     assert!(text(&missing).1.contains("nothing in the journal"));
+    let agents: serde_json::Value = serde_json::from_str(&text(&agents_remote).0).unwrap();
+    assert_eq!(agents["items"].as_array().map(Vec::len), Some(20));
+    let inspect_local = baton()
+        .args(["--data-dir", data, "inspect", "workflow", &id])
+        .output()
+        .unwrap();
+    assert!(
+        inspect_remote.status.success(),
+        "{:?}",
+        text(&inspect_remote)
+    );
+    assert_eq!(text(&inspect_local).0, text(&inspect_remote).0);
+}
+
+/// The status code of `GET path` (HTTP/1.0), if the server answers.
+fn http_status(addr: &str, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(c, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut head = String::new();
+    c.read_to_string(&mut head).ok()?;
+    head.split_whitespace().nth(1)?.parse().ok()
 }

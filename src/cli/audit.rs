@@ -15,7 +15,6 @@ use crate::engine::audit::{self, Audit};
 use crate::engine::history::{correlation_facts, inputs_of, JournalFact};
 use crate::engine::replay::{decode_fact, ingress_offset, JournalSource};
 use crate::log::partition_for_key;
-use crate::store::ProjectionStore;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -76,11 +75,7 @@ pub async fn run(global: &GlobalArgs, args: AuditArgs) -> anyhow::Result<ExitCod
     let story = match (&args.correlation_id, &args.agent) {
         (Some(id), _) => {
             let p = partition_for_key(id.as_bytes(), partitions);
-            let store = ProjectionStore::open(&global.data_dir, p).map_err(|e| {
-                anyhow::Error::from(e).context(
-                    "cannot open the partition's store; if an engine is running on this data dir, ask it instead: baton audit <id> --api http://127.0.0.1:9464",
-                )
-            })?;
+            let store = super::remote::local_store(&global.data_dir, p, "baton audit <id>")?;
             let facts = correlation_facts(&source, p, &store, id).await?;
             if facts.is_empty() {
                 eprintln!("error: nothing in the journal for `{id}` (partition {p})");

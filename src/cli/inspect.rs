@@ -16,7 +16,6 @@ use crate::domain::engine::{AgentView, WorkflowState};
 use crate::engine::history::{agents_as_of, correlation_facts, workflow_as_of, AsOf};
 use crate::engine::stored::{merge_agents, Load};
 use crate::log::partition_for_key;
-use crate::store::ProjectionStore;
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
@@ -25,6 +24,11 @@ pub struct InspectArgs {
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Ask a running Baton's HTTP API (e.g. http://127.0.0.1:9464) instead
+    /// of reading the stores, which a running engine holds. JSON output is
+    /// then the API's shape (see /openapi.json).
+    #[arg(long, global = true, env = "BATON_API", value_name = "URL")]
+    pub api: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,6 +64,9 @@ fn ms(
 }
 
 pub async fn run(global: &GlobalArgs, args: InspectArgs) -> anyhow::Result<ExitCode> {
+    if let Some(api) = &args.api {
+        return super::inspect_remote::run(api, &args.what, args.json).await;
+    }
     if let InspectWhat::Bottlenecks = args.what {
         // Findings need only each partition's bottleneck projection.
         let states = super::report::load_states_for(global, Load::Findings).await?;
@@ -77,7 +84,7 @@ pub async fn run(global: &GlobalArgs, args: InspectArgs) -> anyhow::Result<ExitC
     match args.what {
         InspectWhat::Workflow { id, as_of } => {
             let p = partition_for_key(id.as_bytes(), partitions);
-            let store = ProjectionStore::open(&global.data_dir, p)?;
+            let store = super::remote::local_store(&global.data_dir, p, "baton inspect")?;
             let wf = match as_of {
                 None => store.workflow(&id)?,
                 Some(a) => {
@@ -104,7 +111,8 @@ pub async fn run(global: &GlobalArgs, args: InspectArgs) -> anyhow::Result<ExitC
             let mut agents: std::collections::BTreeMap<String, AgentView> = Default::default();
             for p in 0..partitions {
                 let views = match as_of {
-                    None => ProjectionStore::open(&global.data_dir, p)?.agents()?,
+                    None => super::remote::local_store(&global.data_dir, p, "baton inspect")?
+                        .agents()?,
                     Some(a) => {
                         let until = a.offset_in(log.as_ref(), &journal.topic, p).await?;
                         agents_as_of(&source, p, until).await?
@@ -176,10 +184,13 @@ fn agent_json(a: &AgentView) -> serde_json::Value {
 
 fn print_workflow(wf: &WorkflowState) {
     println!(
-        "workflow {} ({})  status: {:?}{}",
+        "workflow {} ({})  status: {}{}",
         wf.id,
         wf.definition.name,
-        wf.status,
+        serde_json::to_value(wf.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
         wf.reason
             .as_ref()
             .map(|r| format!(" - {r}"))

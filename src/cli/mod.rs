@@ -13,6 +13,7 @@ mod bench_kafka;
 mod config_cmd;
 mod demo;
 mod inspect;
+mod inspect_remote;
 mod produce;
 mod remote;
 mod replay;
