@@ -1,6 +1,7 @@
 //! `baton inspect workflow <id>` and `baton inspect agents`: read the
 //! projection stores (the engine must not be running on this data dir; the
-//! embedded stores are single-process). With `--as-of <offset|timestamp>`
+//! embedded stores are single-process; `--api URL` asks a running engine
+//! instead, see `inspect_remote`). With `--as-of <offset|timestamp>`
 //! they show a past moment instead: a workflow refolds only its own facts
 //! (found through the correlation index); the fleet refolds each journal
 //! partition up to that moment.
