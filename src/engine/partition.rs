@@ -415,6 +415,23 @@ impl<'a> Loop<'a> {
                 .append(&self.engine.topics.journal(), self.p, chunk)
                 .await?;
             record::count(&names::JOURNAL_APPENDS, 1);
+            if offsets
+                .first()
+                .is_some_and(|&first| first < self.journal_next)
+            {
+                // The journal went back: the broker lost facts it had
+                // acknowledged. The store names offsets that now hold other
+                // facts, so it is cleared, and the restarted loop rebuilds
+                // the partition from the journal as it now is.
+                let _ = self.finish_write().await;
+                self.store.clear()?;
+                return Err(EngineError::Log(crate::log::LogError::Broker(format!(
+                    "journal partition {} went back from offset {} to {}: acknowledged facts were lost",
+                    self.p,
+                    self.journal_next,
+                    offsets[0]
+                ))));
+            }
             if let Some(last) = offsets.last() {
                 self.journal_next = last + 1;
             }

@@ -251,6 +251,16 @@ impl ProjectionStore {
         Ok(store)
     }
 
+    /// Forgets every projection (the store then reads as new), for a
+    /// rebuild from the journal.
+    pub fn clear(&self) -> Result<(), StoreError> {
+        self.tree.clear().map_err(|e| self.sled(e))?;
+        let v = bincode::serialize(&FORMAT_VERSION).unwrap_or_default();
+        self.tree.insert(b"m/format", v).map_err(|e| self.sled(e))?;
+        self.tree.flush().map_err(|e| self.sled(e))?;
+        Ok(())
+    }
+
     fn path_str(&self) -> String {
         self.path.display().to_string()
     }

@@ -52,6 +52,18 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// A free port below Linux's ephemeral range (32768-60999): clients that
+/// keep reconnecting while their broker restarts get ephemeral local ports,
+/// and one of them could otherwise take the broker's own port.
+fn broker_port() -> u16 {
+    loop {
+        let p = fastrand::u16(20_000..32_000);
+        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+}
+
 /// A tansu broker owned by one test (killed on drop).
 pub struct Broker {
     pub port: u16,
@@ -65,7 +77,7 @@ impl Broker {
     /// `sqlite://…`), waiting until it accepts connections.
     pub fn start(storage: &str, log_dir: &Path) -> Broker {
         let mut b = Broker {
-            port: free_port(),
+            port: broker_port(),
             storage: storage.to_string(),
             log: log_dir.join("tansu.log"),
             child: None,
@@ -87,37 +99,74 @@ impl Broker {
 
     pub fn restart(&mut self) {
         self.stop();
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("broker log file");
-        let child = Command::new(tansu_bin())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", &self.storage])
-            // sqlite:// paths are relative to the working directory.
-            .current_dir(self.log.parent().unwrap_or(Path::new(".")))
-            .stdout(Stdio::from(log.try_clone().expect("log file")))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}. {HOW}", tansu_bin().display()));
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "tansu did not listen on {}",
+        // A restart on the same port can fail: tansu 0.6.0 panics in its
+        // listener task on AddrInUse (a socket of the killed broker, or a
+        // client's reconnect, may still hold the port for a moment) and the
+        // process stays up serving nothing. So wait for its "ready" line,
+        // and start it again when the bind failed.
+        for attempt in 1..=20u32 {
+            let (ready_before, in_use_before) = self.log_counts();
+            let url = format!("tcp://127.0.0.1:{}", self.port);
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.log)
+                .expect("broker log file");
+            let child = Command::new(tansu_bin())
+                .args([
+                    "broker",
+                    "--listener-url",
+                    &url,
+                    "--advertised-listener-url",
+                    &url,
+                ])
+                .args(["--storage-engine", &self.storage])
+                // sqlite:// paths are relative to the working directory.
+                .current_dir(self.log.parent().unwrap_or(Path::new(".")))
+                .stdout(Stdio::from(log.try_clone().expect("log file")))
+                .stderr(Stdio::from(log))
+                .spawn()
+                .unwrap_or_else(|e| panic!("starting {}: {e}. {HOW}", tansu_bin().display()));
+            self.child = Some(child);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let (ready, in_use) = self.log_counts();
+                if ready > ready_before
+                    && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                {
+                    return;
+                }
+                let exited = self
+                    .child
+                    .as_mut()
+                    .is_some_and(|c| c.try_wait().ok().flatten().is_some());
+                if in_use > in_use_before || exited {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "tansu did not get ready on {}",
+                    self.port
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            eprintln!(
+                "tansu could not listen on {} (attempt {attempt}); starting it again",
                 self.port
             );
-            std::thread::sleep(Duration::from_millis(50));
+            self.stop();
+            std::thread::sleep(Duration::from_millis(250 * u64::from(attempt)));
         }
+        panic!("tansu never listened on {}", self.port);
+    }
+
+    /// How many times the log says "ready" and "AddrInUse".
+    fn log_counts(&self) -> (usize, usize) {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        (
+            text.matches("ready in").count(),
+            text.matches("AddrInUse").count(),
+        )
     }
 }
 

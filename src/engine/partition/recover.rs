@@ -16,9 +16,31 @@ impl<'a> Loop<'a> {
         state.producer = format!("baton-engine/{p}");
         let mut finished = crate::engine::bloom::Bloom::new(24);
         let mut index = JournalIndex::default();
-        let cp = store
+        let mut cp = store
             .load_into(&mut state, &mut index, |id| finished.insert(id))?
             .unwrap_or_default();
+        // The store may only name journal offsets that exist. A journal that
+        // ends before the checkpoint lost acknowledged facts (a broker that
+        // lost data on a crash, or a deleted and recreated topic): the
+        // journal is the truth, so the store is rebuilt from it.
+        let journal_end = engine
+            .log
+            .high_watermark(&engine.topics.journal(), p)
+            .await?;
+        if cp.journal_next > journal_end {
+            tracing::error!(
+                partition = p,
+                checkpoint = cp.journal_next,
+                journal_end,
+                "the journal ends before the store's checkpoint: it lost acknowledged facts; rebuilding the partition's projections from the journal"
+            );
+            store.clear()?;
+            state = PartitionState::new(engine.config.clone());
+            state.producer = format!("baton-engine/{p}");
+            finished = crate::engine::bloom::Bloom::new(24);
+            index = JournalIndex::default();
+            cp = Checkpoint::default();
+        }
         let mut result_partitions = BTreeMap::new();
         for t in [
             engine.topics.assignments(),
