@@ -501,3 +501,41 @@ fn a_finished_workflow_id_cannot_be_submitted_again() {
     let wf: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(wf["status"], "succeeded", "the first run's outcome stands");
 }
+
+#[test]
+fn a_journal_that_lost_facts_is_refolded_and_the_store_follows_it() {
+    // A broker that loses acknowledged records (or a journal partition
+    // deleted by hand) leaves a store naming offsets that no longer exist.
+    // The engine must notice at recovery, say so, and rebuild that
+    // partition's projections from the journal as it now is.
+    let dir = tempfile::tempdir().unwrap();
+    let demo = |workflows: &str| {
+        let o = baton(
+            dir.path(),
+            &["demo", "--no-http", "--workflows", workflows, "--json"],
+            "",
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        o
+    };
+    demo("200");
+    let journal_p0 = dir.path().join("log/topics/baton.journal/0");
+    let mut removed = 0;
+    for f in std::fs::read_dir(&journal_p0).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+        removed += 1;
+    }
+    assert!(removed > 0, "the journal's layout changed: nothing removed");
+    let second = demo("50");
+    let err = stderr(&second);
+    assert!(
+        err.contains("the journal ends before the store's checkpoint") && err.contains("ERROR"),
+        "the loss is reported: {err}"
+    );
+    let summary: Value = serde_json::from_slice(&second.stdout).unwrap();
+    assert_eq!(summary["workflows_unfinished"], 0, "{summary}");
+    let v = baton(dir.path(), &["replay", "--verify", "--json"], "");
+    assert!(v.status.success(), "{}", stderr(&v));
+    let v: Value = serde_json::from_slice(&v.stdout).unwrap();
+    assert_eq!(v["verified"], true, "{v}");
+}
