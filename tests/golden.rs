@@ -8,40 +8,17 @@
 //! `store::FORMAT_VERSION` and re-bless with
 //! `BATON_BLESS=1 cargo test --test golden`, and say so in the commit.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 
+use common::{golden_fixture as fixture, golden_log_copy as scratch};
 use serde_json::Value;
 
-const FIXTURE: &str = "tests/fixtures/golden-journal";
 /// A workflow of the fixture whose step timed out, was retried on an agent
 /// that was then lost, and succeeded on a third attempt's agent.
 const STORY: &str = "wf-1795337847881-29";
-
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE)
-}
-
-/// A scratch data directory holding a copy of the fixture's log (the
-/// commands create stores beside it; the fixture stays untouched).
-fn scratch() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(&fixture().join("log"), &dir.path().join("log"));
-    dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
 
 fn baton(dir: &Path, args: &[&str]) -> String {
     let o = Command::new(env!("CARGO_BIN_EXE_baton"))

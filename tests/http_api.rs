@@ -5,6 +5,7 @@
 //! bodies that match their schemas).
 
 mod api;
+mod common;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;

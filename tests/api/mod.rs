@@ -43,28 +43,12 @@ pub fn schemathesis() -> PathBuf {
 /// an agent that was then lost, and succeeded.
 pub const STORY: &str = "wf-1795337847881-29";
 
-pub fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden-journal")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
+pub use crate::common::golden_fixture as fixture;
 
 /// A scratch data directory with the golden journal (60 workflows over 4
 /// partitions) folded into its partition stores, as the engine leaves them.
 pub fn golden() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(&fixture().join("log"), &dir.path().join("log"));
+    let dir = crate::common::golden_log_copy();
     let log = open_log(dir.path());
     let codec = Codec::builtin().unwrap();
     let topic = Topics::default().journal();
