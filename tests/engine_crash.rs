@@ -181,7 +181,14 @@ async fn engine_survives_sigkill_with_effectively_once_results() {
     let engine = engine_on(&log, dir.path(), &codec, &topics);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let handles: Vec<_> = (0..PARTITIONS)
-        .map(|p| tokio::spawn(run_partition(engine.clone(), p, stop_rx.clone())))
+        .map(|p| {
+            tokio::spawn(run_partition(
+                engine.clone(),
+                p,
+                Duration::ZERO,
+                stop_rx.clone(),
+            ))
+        })
         .collect();
     // Wait until every ingress record is reflected (bounded).
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -315,7 +322,7 @@ async fn large_fact_batches_are_split_between_inputs() {
     }
     let engine = engine_on(&log, dir.path(), &codec, &topics);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let handle = tokio::spawn(run_partition(engine.clone(), 0, stop_rx));
+    let handle = tokio::spawn(run_partition(engine.clone(), 0, Duration::ZERO, stop_rx));
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while EngineStats::get(&engine.stats.workflows_accepted) < 100 {
         assert!(!handle.is_finished(), "the partition loop stopped early");

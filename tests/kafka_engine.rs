@@ -32,8 +32,29 @@ fn baton(brokers: &str, prefix: &str, data_dir: &Path) -> Command {
         .args(["--partitions", &PARTITIONS.to_string()])
         .arg("--data-dir")
         .arg(data_dir)
-        .args(["--log", "warn"]);
+        .args([
+            "--log",
+            "warn,baton::log::kafka::group=info,baton::engine::supervisor=info",
+        ]);
     c
+}
+
+/// Prints what an instance logged about ownership and trouble (kept in the
+/// test's output, which cargo shows when the test fails).
+fn print_log(name: &str, path: &Path) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    for line in text
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("partitions"))
+    {
+        eprintln!("{name}: {line}");
+    }
+}
+
+fn epoch_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
 }
 
 fn spawn_run(brokers: &str, prefix: &str, data_dir: &Path, log: &Path) -> Child {
@@ -106,19 +127,29 @@ async fn check_effectively_once(log: &dyn EventLog, topics: &Topics, workflows: 
         }
     }
     assert_eq!(submissions.len(), workflows as usize, "ingress submissions");
-    let mut ids = HashSet::new();
+    // Where each fact was found: partition, offset, its append's frame
+    // (writer, batch, index) and time, to tell a re-processed input (two
+    // appends) from a broker that stored one append twice (same frame).
+    let mut ids: HashMap<EventId, String> = HashMap::new();
     let mut accepted: HashMap<EventId, u32> = HashMap::new();
     let mut outcomes: HashMap<EventId, u32> = HashMap::new();
     let mut succeeded = BTreeMap::new();
     for p in 0..PARTITIONS {
         for r in log.read(&topics.journal(), p, 0, usize::MAX).await.unwrap() {
             let e = codec.decode(&r.value).unwrap();
-            assert!(
-                ids.insert(e.event_id),
-                "journal event id {} ({}) appears twice: an input was processed twice",
-                e.event_id,
-                e.payload.type_name()
+            let frame = baton::log::kafka::framing::Frame::of(&r);
+            let here = format!(
+                "p{} offset {} frame {:?} at {} ms",
+                r.partition, r.offset, frame, r.timestamp_ms
             );
+            if let Some(first) = ids.insert(e.event_id, here.clone()) {
+                panic!(
+                    "journal event id {} ({}) appears twice: an input was processed twice \
+                     (first at {first}, again at {here})",
+                    e.event_id,
+                    e.payload.type_name()
+                );
+            }
             let cause = e.causation_id;
             match &e.payload {
                 Payload::WorkflowAccepted(_) => {
@@ -209,7 +240,10 @@ async fn two_instances_share_partitions_and_the_survivor_takes_over_after_sigkil
     loop {
         let total = journal_total(&log, &topics).await;
         if total > 12 * WORKFLOWS as u64 / 4 {
-            eprintln!("SIGKILL instance B at {total} journal events");
+            eprintln!(
+                "SIGKILL instance B at {total} journal events ({} ms)",
+                epoch_ms()
+            );
             break;
         }
         assert!(
@@ -226,6 +260,8 @@ async fn two_instances_share_partitions_and_the_survivor_takes_over_after_sigkil
     eprintln!("fleet: {summary}");
     assert_eq!(summary["workflows_succeeded"], WORKFLOWS, "{summary}");
     sigterm(&mut a);
+    print_log("A", &dir.path().join("a.log"));
+    print_log("B", &dir.path().join("b.log"));
     let after = journal_total(&log, &topics).await;
     assert!(after > before, "the survivor went on: {before} → {after}");
 

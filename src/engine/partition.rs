@@ -30,6 +30,7 @@ use crate::telemetry::record::{self, FactCounts, Tally};
 
 use super::replay::{ingress_offset, INGRESS_OFFSET_HEADER};
 
+mod append;
 mod recover;
 /// Journal bytes per append (the embedded log accepts up to 16 MiB).
 const MAX_APPEND_BYTES: usize = 8 << 20;
@@ -100,9 +101,10 @@ const GAUGES_EVERY: Duration = Duration::from_secs(1);
 pub async fn run_partition(
     engine: Arc<Engine>,
     p: u32,
+    takeover_quiet: Duration,
     stop: watch::Receiver<bool>,
 ) -> Result<(), EngineError> {
-    let result = run_loop(&engine, p, stop).await;
+    let result = run_loop(&engine, p, takeover_quiet, stop).await;
     // Registered by recovery; a loop that ended is not owned any more.
     engine.live.unregister(p);
     result
@@ -111,9 +113,10 @@ pub async fn run_partition(
 async fn run_loop(
     engine: &Arc<Engine>,
     p: u32,
+    takeover_quiet: Duration,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), EngineError> {
-    let mut lp = Loop::recover(engine, p).await?;
+    let mut lp = Loop::recover(engine, p, takeover_quiet).await?;
     let ingress = engine.topics.ingress();
     loop {
         if *stop.borrow() {
@@ -409,32 +412,7 @@ impl<'a> Loop<'a> {
         let n = journal.len() as u64;
         let mut facts = journal.iter();
         for chunk in chunks.into_iter().filter(|c| !c.is_empty()) {
-            let offsets = self
-                .engine
-                .log
-                .append(&self.engine.topics.journal(), self.p, chunk)
-                .await?;
-            record::count(&names::JOURNAL_APPENDS, 1);
-            if offsets
-                .first()
-                .is_some_and(|&first| first < self.journal_next)
-            {
-                // The journal went back: the broker lost facts it had
-                // acknowledged. The store names offsets that now hold other
-                // facts, so it is cleared, and the restarted loop rebuilds
-                // the partition from the journal as it now is.
-                let _ = self.finish_write().await;
-                self.store.clear()?;
-                return Err(EngineError::Log(crate::log::LogError::Broker(format!(
-                    "journal partition {} went back from offset {} to {}: acknowledged facts were lost",
-                    self.p,
-                    self.journal_next,
-                    offsets[0]
-                ))));
-            }
-            if let Some(last) = offsets.last() {
-                self.journal_next = last + 1;
-            }
+            let offsets = self.append_journal(chunk).await?;
             for (o, (_, fact)) in offsets.iter().zip(facts.by_ref()) {
                 self.index.record(&mut self.state, fact, *o);
             }

@@ -29,11 +29,11 @@ struct Running {
     handle: JoinHandle<Result<(), EngineError>>,
 }
 
-fn start(engine: &Arc<Engine>, p: u32) -> Running {
+fn start(engine: &Arc<Engine>, p: u32, quiet: Duration) -> Running {
     let (stop, rx) = watch::channel(false);
     Running {
         stop,
-        handle: tokio::spawn(run_partition(engine.clone(), p, rx)),
+        handle: tokio::spawn(run_partition(engine.clone(), p, quiet, rx)),
     }
 }
 
@@ -56,6 +56,7 @@ pub async fn run_owned(
     mut membership: Membership,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), EngineError> {
+    let quiet = membership.takeover_quiet;
     let mut running: BTreeMap<u32, Running> = BTreeMap::new();
     let mut failed: Option<EngineError> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(200));
@@ -64,7 +65,7 @@ pub async fn run_owned(
             change = membership.changes.recv() => match change {
                 Some(OwnershipChange::Assigned(ps)) => {
                     for p in ps {
-                        running.entry(p).or_insert_with(|| start(&engine, p));
+                        running.entry(p).or_insert_with(|| start(&engine, p, quiet));
                     }
                     tracing::info!(partitions = ?running.keys().collect::<Vec<_>>(), "owning partitions");
                 }
@@ -94,7 +95,7 @@ pub async fn run_owned(
                         Err(e) if retriable(&e) => {
                             tracing::warn!(partition = p, error = %e, backoff_ms = RESTART_BACKOFF.as_millis() as u64, "partition loop failed on a broker error; restarting it");
                             tokio::time::sleep(RESTART_BACKOFF).await;
-                            running.insert(p, start(&engine, p));
+                            running.insert(p, start(&engine, p, quiet));
                         }
                         Err(e) => {
                             failed = Some(e);

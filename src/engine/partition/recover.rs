@@ -5,12 +5,16 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::*;
 
 impl<'a> Loop<'a> {
-    pub(super) async fn recover(engine: &'a Engine, p: u32) -> Result<Loop<'a>, EngineError> {
+    pub(super) async fn recover(
+        engine: &'a Engine,
+        p: u32,
+        takeover_quiet: Duration,
+    ) -> Result<Loop<'a>, EngineError> {
         let store = ProjectionStore::open(&engine.options.data_dir, p)?;
         let mut state = PartitionState::new(engine.config.clone());
         state.producer = format!("baton-engine/{p}");
@@ -80,7 +84,8 @@ impl<'a> Loop<'a> {
             .await?
             .unwrap_or(0);
         lp.warm_dedup(cp.journal_next).await?;
-        lp.refold_tail(committed).await?;
+        let last_write = lp.refold_tail(committed).await?;
+        lp.settle(committed, last_write, takeover_quiet).await?;
         lp.ingress_next = lp.ingress_next.max(committed);
         lp.live
             .ingress_next
@@ -121,7 +126,10 @@ impl<'a> Loop<'a> {
     /// re-sending history. Tick facts after the last such input and before the
     /// first input at or above `committed` are republished (their results
     /// carry the same ids).
-    async fn refold_tail(&mut self, committed: u64) -> Result<(), EngineError> {
+    ///
+    /// Returns the newest write time (record timestamp, ms) of what it
+    /// folded, if it folded anything.
+    async fn refold_tail(&mut self, committed: u64) -> Result<Option<i64>, EngineError> {
         let journal = self.engine.topics.journal();
         let mut quiet = committed > 0;
         // Results of tick facts seen while quiet: published only if no input
@@ -130,6 +138,7 @@ impl<'a> Loop<'a> {
         // On a broker an empty read can be a slow fetch: read toward the
         // end seen now.
         let end = self.engine.log.high_watermark(&journal, self.p).await?;
+        let mut last_write = None;
         loop {
             let records = read_toward(
                 self.engine.log.as_ref(),
@@ -144,6 +153,7 @@ impl<'a> Loop<'a> {
             self.journal_next = last.offset + 1;
             let mut outbox = Outbox::default();
             for r in &records {
+                last_write = last_write.max(Some(r.timestamp_ms));
                 let e = self.decode_journal(r)?;
                 if let Some(off) = ingress_offset(r) {
                     self.ingress_next = self.ingress_next.max(off + 1);
@@ -171,6 +181,60 @@ impl<'a> Loop<'a> {
             }
             self.publish(outbox).await?;
         }
-        self.publish(held).await
+        self.publish(held).await?;
+        Ok(last_write)
+    }
+
+    /// Waits until the journal has been quiet for `quiet` since
+    /// `last_write` (the newest fact the refold found), folding what still
+    /// arrives. A previous owner expelled from the group may append until
+    /// its next heartbeat tells it so; deciding before it stops would
+    /// decide its last inputs a second time. Facts written by this process
+    /// (a restarted loop) or long ago cost no wait. Bounded: a journal that
+    /// keeps growing has another writer for good, which the append check
+    /// in `process` reports.
+    async fn settle(
+        &mut self,
+        committed: u64,
+        mut last_write: Option<i64>,
+        quiet: Duration,
+    ) -> Result<(), EngineError> {
+        let quiet_ms = i64::try_from(quiet.as_millis()).unwrap_or(i64::MAX);
+        let deadline = Instant::now() + SETTLE_BOUND;
+        let mut waited = false;
+        while let Some(at) = last_write {
+            let age = now().0.div_euclid(1000) - at;
+            if age >= quiet_ms {
+                break;
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(
+                    partition = self.p,
+                    "the journal is still being written by another process; deciding anyway"
+                );
+                break;
+            }
+            waited = true;
+            let left = u64::try_from(quiet_ms - age).unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(left.min(100))).await;
+            if let Some(newer) = self.refold_tail(committed).await? {
+                tracing::warn!(
+                    partition = self.p,
+                    journal_next = self.journal_next,
+                    "the partition's previous owner still appends to its journal; folding that before deciding"
+                );
+                last_write = last_write.max(Some(newer));
+            }
+        }
+        if waited {
+            tracing::info!(
+                partition = self.p,
+                "the partition's journal is quiet; taking over"
+            );
+        }
+        Ok(())
     }
 }
+
+/// Longest [`Loop::settle`] waits for another writer to stop.
+const SETTLE_BOUND: Duration = Duration::from_secs(30);

@@ -40,13 +40,22 @@ impl ClientContext for GroupContext {
 }
 
 impl ConsumerContext for GroupContext {
-    fn pre_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(&self, c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             let partitions = partitions_of(tpl, &self.topic);
             if partitions.is_empty() {
                 return;
             }
-            tracing::info!(?partitions, "partitions revoked; handing them over");
+            if c.assignment_lost() {
+                // Expelled (missed heartbeats): another member may already
+                // work on them; stop at once.
+                tracing::warn!(
+                    ?partitions,
+                    "partitions lost: this member was expelled from the group; stopping them"
+                );
+            } else {
+                tracing::info!(?partitions, "partitions revoked; handing them over");
+            }
             let (done, answered) = mpsc::channel();
             if self
                 .changes
@@ -87,6 +96,17 @@ fn partitions_of(tpl: &TopicPartitionList, topic: &str) -> Vec<u32> {
 }
 
 pub type Member = BaseConsumer<GroupContext>;
+
+/// Two heartbeat intervals: an expelled member learns of it at its next
+/// heartbeat answer and stops its loops; the new owner waits that long
+/// after the journal's last write.
+fn takeover_quiet(config: &rdkafka::ClientConfig) -> Duration {
+    let heartbeat_ms = config
+        .get("heartbeat.interval.ms")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(3000);
+    Duration::from_millis(2 * heartbeat_ms)
+}
 
 /// Keeps the member polled on its own thread; leaving the group on drop.
 struct Poller {
@@ -137,5 +157,7 @@ pub fn join(
         stop,
         thread: Some(thread),
     };
-    Ok((Membership::new(rx, Box::new(poller)), member))
+    let mut membership = Membership::new(rx, Box::new(poller));
+    membership.takeover_quiet = takeover_quiet(config);
+    Ok((membership, member))
 }

@@ -36,7 +36,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header as KHeader, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset as KOffset, TopicPartitionList};
 
@@ -282,6 +282,14 @@ impl KafkaLog {
     }
 }
 
+/// Waits for deliveries already handed to the producer (their outcome no
+/// longer matters, only that none is still in flight).
+async fn settle(pending: Vec<DeliveryFuture>) {
+    for f in pending {
+        let _ = f.await;
+    }
+}
+
 #[async_trait]
 impl EventLog for KafkaLog {
     async fn create_topic(&self, spec: &TopicSpec) -> Result<(), LogError> {
@@ -425,19 +433,30 @@ impl EventLog for KafkaLog {
                         rec = back;
                         tokio::time::sleep(Duration::from_millis(1)).await;
                     }
-                    Err((e, _)) => return Err(broker(e)),
+                    Err((e, _)) => {
+                        settle(pending).await;
+                        return Err(broker(e));
+                    }
                 }
             }
         }
         let mut offsets = Vec::with_capacity(pending.len());
+        let mut failed = None;
         for f in pending {
             match f.await {
                 Ok(Ok(d)) => offsets.push(d.offset.max(0) as u64),
-                Ok(Err((e, _))) => return Err(broker(e)),
-                Err(_) => return Err(LogError::Broker("the producer went away".into())),
+                Ok(Err((e, _))) => {
+                    failed.get_or_insert_with(|| broker(e));
+                }
+                Err(_) => {
+                    failed.get_or_insert_with(|| LogError::Broker("the producer went away".into()));
+                }
             }
         }
-        Ok(offsets)
+        // Every delivery of this append is settled before an error is
+        // returned: a caller that retries (a restarted partition loop reads
+        // the journal's end first) must not race records still in flight.
+        failed.map_or(Ok(offsets), Err)
     }
 
     async fn read(
