@@ -31,12 +31,12 @@ pub enum OwnershipChange {
 /// A live membership: ownership changes arrive on `changes`.
 pub struct Membership {
     pub changes: tokio::sync::mpsc::UnboundedReceiver<OwnershipChange>,
-    /// How long a partition's journal must have been quiet before a new
-    /// owner decides on it, when another process may have written it last.
-    /// A member expelled from its group (it missed heartbeats) learns so only
-    /// at its next heartbeat and may append until then; without broker
-    /// transactions nothing fences it, so the new owner waits that out.
-    /// Zero where no other process can write (the embedded log).
+    /// How long a partition's journal must have been quiet before a loop
+    /// starting on it decides anything. A member expelled from its group
+    /// (it missed heartbeats) learns so only at its next heartbeat and may
+    /// append until then; without broker transactions nothing fences it, so
+    /// the new owner waits that out. Zero where no other process can write
+    /// (the embedded log).
     pub takeover_quiet: std::time::Duration,
     /// Whatever keeps the membership alive (a group client, a sender).
     _guard: Box<dyn std::any::Any + Send + Sync>,

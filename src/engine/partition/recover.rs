@@ -84,8 +84,8 @@ impl<'a> Loop<'a> {
             .await?
             .unwrap_or(0);
         lp.warm_dedup(cp.journal_next).await?;
-        let last_write = lp.refold_tail(committed).await?;
-        lp.settle(committed, last_write, takeover_quiet).await?;
+        lp.refold_tail(committed).await?;
+        lp.settle(committed, takeover_quiet).await?;
         lp.ingress_next = lp.ingress_next.max(committed);
         lp.live
             .ingress_next
@@ -127,9 +127,8 @@ impl<'a> Loop<'a> {
     /// first input at or above `committed` are republished (their results
     /// carry the same ids).
     ///
-    /// Returns the newest write time (record timestamp, ms) of what it
-    /// folded, if it folded anything.
-    async fn refold_tail(&mut self, committed: u64) -> Result<Option<i64>, EngineError> {
+    /// Returns how many facts it folded.
+    async fn refold_tail(&mut self, committed: u64) -> Result<u64, EngineError> {
         let journal = self.engine.topics.journal();
         let mut quiet = committed > 0;
         // Results of tick facts seen while quiet: published only if no input
@@ -138,7 +137,7 @@ impl<'a> Loop<'a> {
         // On a broker an empty read can be a slow fetch: read toward the
         // end seen now.
         let end = self.engine.log.high_watermark(&journal, self.p).await?;
-        let mut last_write = None;
+        let mut folded = 0;
         loop {
             let records = read_toward(
                 self.engine.log.as_ref(),
@@ -153,7 +152,7 @@ impl<'a> Loop<'a> {
             self.journal_next = last.offset + 1;
             let mut outbox = Outbox::default();
             for r in &records {
-                last_write = last_write.max(Some(r.timestamp_ms));
+                folded += 1;
                 let e = self.decode_journal(r)?;
                 if let Some(off) = ingress_offset(r) {
                     self.ingress_next = self.ingress_next.max(off + 1);
@@ -182,31 +181,25 @@ impl<'a> Loop<'a> {
             self.publish(outbox).await?;
         }
         self.publish(held).await?;
-        Ok(last_write)
+        Ok(folded)
     }
 
-    /// Waits until the journal has been quiet for `quiet` since
-    /// `last_write` (the newest fact the refold found), folding what still
-    /// arrives. A previous owner expelled from the group may append until
-    /// its next heartbeat tells it so; deciding before it stops would
-    /// decide its last inputs a second time. Facts written by this process
-    /// (a restarted loop) or long ago cost no wait. Bounded: a journal that
+    /// On a log other processes write too (Kafka), waits until the
+    /// journal has been quiet for `quiet`, folding what still arrives. A
+    /// previous owner expelled from the group (it missed heartbeats) may
+    /// append until its next heartbeat answer tells it so; nothing fences it
+    /// without broker transactions, and deciding before it stops would
+    /// decide its last inputs a second time. Every start waits, because an
+    /// idle old owner is as dangerous as a busy one. Bounded: a journal that
     /// keeps growing has another writer for good, which the append check
-    /// in `process` reports.
-    async fn settle(
-        &mut self,
-        committed: u64,
-        mut last_write: Option<i64>,
-        quiet: Duration,
-    ) -> Result<(), EngineError> {
-        let quiet_ms = i64::try_from(quiet.as_millis()).unwrap_or(i64::MAX);
+    /// reports.
+    async fn settle(&mut self, committed: u64, quiet: Duration) -> Result<(), EngineError> {
+        if quiet.is_zero() {
+            return Ok(());
+        }
         let deadline = Instant::now() + SETTLE_BOUND;
-        let mut waited = false;
-        while let Some(at) = last_write {
-            let age = now().0.div_euclid(1000) - at;
-            if age >= quiet_ms {
-                break;
-            }
+        let mut quiet_since = Instant::now();
+        while quiet_since.elapsed() < quiet {
             if Instant::now() >= deadline {
                 tracing::warn!(
                     partition = self.p,
@@ -214,27 +207,22 @@ impl<'a> Loop<'a> {
                 );
                 break;
             }
-            waited = true;
-            let left = u64::try_from(quiet_ms - age).unwrap_or(0);
-            tokio::time::sleep(Duration::from_millis(left.min(100))).await;
-            if let Some(newer) = self.refold_tail(committed).await? {
+            let left = quiet.saturating_sub(quiet_since.elapsed());
+            tokio::time::sleep(left.min(SETTLE_POLL)).await;
+            if self.refold_tail(committed).await? > 0 {
                 tracing::warn!(
                     partition = self.p,
                     journal_next = self.journal_next,
-                    "the partition's previous owner still appends to its journal; folding that before deciding"
+                    "another process still appends to this partition's journal (its previous owner?); folding that before deciding"
                 );
-                last_write = last_write.max(Some(newer));
+                quiet_since = Instant::now();
             }
-        }
-        if waited {
-            tracing::info!(
-                partition = self.p,
-                "the partition's journal is quiet; taking over"
-            );
         }
         Ok(())
     }
 }
 
+/// How often [`Loop::settle`] looks at the journal's end.
+const SETTLE_POLL: Duration = Duration::from_millis(200);
 /// Longest [`Loop::settle`] waits for another writer to stop.
 const SETTLE_BOUND: Duration = Duration::from_secs(30);
