@@ -142,7 +142,7 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<ExitCode
     if let (Some((addr, _)), false) = (&http, args.json) {
         eprintln!("HTTP API on http://{addr} (/metrics, /healthz, /readyz, /v1/...)");
     }
-    let started = Instant::now();
+    let mut started = Instant::now();
     let engine_task = if args.no_engine {
         let start = crate::sim::status::status_start(log.as_ref(), &engine.topics).await?;
         tokio::spawn({
@@ -160,7 +160,12 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<ExitCode
             }
         })
     } else {
-        spawn_engine(&engine, &stop_rx).await?
+        let task = spawn_engine(&engine, &stop_rx).await?;
+        wait_for_engine(&engine).await;
+        // The load phase starts now: latency and throughput measure
+        // decisions, not start-up.
+        started = Instant::now();
+        task
     };
 
     let agents = match &plan {
@@ -455,4 +460,28 @@ fn default_fleet(args: &DemoArgs) -> Vec<SimAgentConfig> {
             joins_after: None,
         })
         .collect()
+}
+
+/// Longest the demo waits for its engine to start before loading it anyway.
+const ENGINE_START_BOUND: Duration = Duration::from_secs(60);
+
+/// Waits until the engine owns partitions and has recovered every one it
+/// owns (on Kafka: joined the group, refolded, waited for a quiet journal),
+/// bounded by [`ENGINE_START_BOUND`].
+async fn wait_for_engine(engine: &crate::engine::Engine) {
+    let deadline = Instant::now() + ENGINE_START_BOUND;
+    loop {
+        let owned = engine.live.readiness(u64::MAX);
+        if !owned.is_empty() && owned.iter().all(|p| p.recovered) {
+            return;
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(
+                owned = owned.len(),
+                "the engine has not recovered its partitions yet; starting the load anyway"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -36,7 +36,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header as KHeader, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset as KOffset, TopicPartitionList};
 
@@ -607,11 +607,14 @@ impl EventLog for KafkaLog {
         })
     }
 
+    /// Nothing to do: an append is acknowledged only once the broker has
+    /// it with `acks=all`, which is all the durability a client can ask
+    /// for, and commits are synchronous. (Flushing the producer would wait
+    /// for *other* callers' unacknowledged records too: under a steady load
+    /// its queue is rarely empty, and checkpoints waited 0.1 to 5.6 s on it,
+    /// stalling every partition loop behind the checkpoint writer.)
     async fn flush(&self) -> Result<(), LogError> {
-        let producer = self.producer.clone();
-        blocking(move || producer.flush(CALL_TIMEOUT))
-            .await?
-            .map_err(broker)
+        Ok(())
     }
 
     async fn join_group(&self, group: &str, topic: &str) -> Result<Membership, LogError> {
