@@ -122,9 +122,10 @@ async fn run_loop(
         if *stop.borrow() {
             break;
         }
+        // What has arrived; an empty answer sends the loop to `wait_for`.
         let records = engine
             .log
-            .read(&ingress, p, lp.ingress_next, engine.options.batch)
+            .read_available(&ingress, p, lp.ingress_next, engine.options.batch)
             .await?;
         let t = now();
         if records.len() < engine.options.batch {

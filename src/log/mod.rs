@@ -22,7 +22,9 @@
 //! - `read(from)` returns records with `offset >= from` in offset order, at
 //!   most `max_records`. Reading at or past the high watermark returns an empty
 //!   vector (it never blocks). Reading below the log start offset is
-//!   [`LogError::OffsetOutOfRange`].
+//!   [`LogError::OffsetOutOfRange`]. `read_available(from)` is the same for
+//!   a follower that asks again, except that it may also return an empty
+//!   vector below the high watermark (records not yet at this client).
 //! - A **committed offset** of a consumer group for a partition is the offset
 //!   of the *next* record the group will read (Kafka's convention), so a group
 //!   that processed offset `n` commits `n + 1`. Commits of one call are applied
@@ -220,6 +222,21 @@ pub trait EventLog: Send + Sync {
         from: Offset,
         max_records: usize,
     ) -> Result<Vec<StoredRecord>, LogError>;
+
+    /// Reads like [`read`](Self::read), for a consumer that follows the
+    /// partition and will ask again: it may return an empty vector while
+    /// records at `from` exist but have not reached this client yet, where
+    /// `read` would prove the end first (on Kafka a round trip to the
+    /// broker). It never skips or reorders records. The default is `read`.
+    async fn read_available(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: Offset,
+        max_records: usize,
+    ) -> Result<Vec<StoredRecord>, LogError> {
+        self.read(topic, partition, from, max_records).await
+    }
 
     /// Returns once the partition may have a record at `offset` or later,
     /// or after `timeout`: how a consumer that caught up waits for more

@@ -283,6 +283,12 @@ pub async fn run_fleet(
                     ),
                 }
             }
+            // Reports go out as soon as they are made, like a real agent's:
+            // reading the next partition can wait on the broker, and a
+            // report's `occurred_at` is already stamped.
+            if out.pending() > 0 {
+                out.flush(log.as_ref()).await?;
+            }
         }
         let instant = Instant::now();
         let at = now();

@@ -66,7 +66,9 @@ pub enum SimError {
 /// reads again.
 const BROKER_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
 
-/// Reads like [`EventLog::read`], but answers a broker error with "nothing
+/// Reads like [`EventLog::read_available`] (a simulated participant asks
+/// again anyway, so an empty answer need not prove the end), but answers a
+/// broker error with "nothing
 /// yet" after a short wait: the simulated fleet and the status watcher ride
 /// out a broker restart the way real clients do, by retrying. (The engine
 /// does not: its partition loop restarts and recovers instead.)
@@ -77,7 +79,10 @@ pub(crate) async fn read_or_wait(
     from: crate::log::Offset,
     max_records: usize,
 ) -> Result<Vec<crate::log::StoredRecord>, SimError> {
-    match log.read(topic, partition, from, max_records).await {
+    match log
+        .read_available(topic, partition, from, max_records)
+        .await
+    {
         Err(LogError::Broker(e)) => {
             tracing::debug!(topic, partition, error = %e, "broker error while reading; retrying");
             tokio::time::sleep(BROKER_RETRY).await;

@@ -147,6 +147,7 @@ pub async fn run_all(log: &dyn EventLog, prefix: &str) -> CheckResult {
         partitions_independent,
         max_records,
         wait_for_records,
+        read_available_follows,
         concurrent_appends,
         group_commits,
         unknown_topic_and_partition,

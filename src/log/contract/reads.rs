@@ -221,3 +221,61 @@ pub async fn wait_for_records(log: &dyn EventLog, prefix: &str) -> CheckResult {
     );
     Ok(())
 }
+
+/// A follower reading with `read_available` (and waiting with `wait_for`
+/// when it gets nothing) sees every record once, in order, and nothing past
+/// the high watermark.
+pub async fn read_available_follows(log: &dyn EventLog, prefix: &str) -> CheckResult {
+    const BOUND: std::time::Duration = std::time::Duration::from_secs(20);
+    let t = topic(log, prefix, "read-available", 1).await?;
+    let mut appended = Vec::new();
+    let mut got: Vec<StoredRecord> = Vec::new();
+    let mut next = 0;
+    let started = std::time::Instant::now();
+    for (lo, hi) in [(0, 5), (5, 6), (6, 30)] {
+        appended.extend(call!("append", log.append(&t, 0, records(lo..hi))));
+        while got.len() < appended.len() {
+            ensure!(
+                started.elapsed() < BOUND,
+                "read_available returned {} of {} records within {BOUND:?}",
+                got.len(),
+                appended.len()
+            );
+            let batch = call!(
+                format!("read_available(from {next})"),
+                log.read_available(&t, 0, next, 4)
+            );
+            ensure!(batch.len() <= 4, "max_records 4, got {}", batch.len());
+            if batch.is_empty() {
+                call!(
+                    "wait_for",
+                    log.wait_for(&t, 0, next, std::time::Duration::from_millis(50))
+                );
+            }
+            for r in batch {
+                ensure!(
+                    r.offset >= next,
+                    "read_available from {next} returned offset {}",
+                    r.offset
+                );
+                next = r.offset + 1;
+                got.push(r);
+            }
+        }
+    }
+    ensure!(
+        offsets_of(&got) == appended,
+        "read_available returned offsets {:?}, appended {appended:?}",
+        offsets_of(&got)
+    );
+    let past = call!(
+        "read_available at the end",
+        log.read_available(&t, 0, next, 4)
+    );
+    ensure!(
+        past.is_empty(),
+        "read_available at the high watermark returned {} records",
+        past.len()
+    );
+    Ok(())
+}

@@ -541,6 +541,31 @@ impl EventLog for KafkaLog {
         Ok(r.take(max_records))
     }
 
+    /// What the partition's reader already holds, without proving the end
+    /// (an empty answer costs nothing). A reader that has to reposition
+    /// takes the full `read`: the broker may skip the batch holding `from`.
+    async fn read_available(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: Offset,
+        max_records: usize,
+    ) -> Result<Vec<StoredRecord>, LogError> {
+        self.check(topic, partition).await?;
+        let shared = self.reader(topic, partition)?;
+        let mut r = shared.clone().lock_owned().await;
+        if max_records == 0 || r.next_expected() != Some(from) {
+            drop(r);
+            return self.read(topic, partition, from, max_records).await;
+        }
+        r.drain(max_records)?;
+        if r.is_out_of_range() {
+            drop(r);
+            return self.read(topic, partition, from, max_records).await;
+        }
+        Ok(r.take(max_records))
+    }
+
     async fn wait_for(
         &self,
         topic: &str,
