@@ -28,6 +28,9 @@ use crate::domain::events::*;
 use crate::log::{partition_for_key, EventLog};
 use crate::topics::Topics;
 
+/// The largest batch a paced generator sends to catch up with its rate.
+pub const MAX_CATCH_UP: usize = 4_096;
+
 /// The shape of a generated workflow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shape {
@@ -73,7 +76,8 @@ pub struct GeneratorConfig {
     pub step_timeout_ms: Option<i64>,
     /// Workflows per second; `None` submits as fast as the log takes them.
     pub rate: Option<f64>,
-    /// Workflows per batch (one append per partition per batch).
+    /// Workflows per batch (one append per partition per batch); a paced
+    /// generator that fell behind its rate sends up to [`MAX_CATCH_UP`].
     pub batch: usize,
     pub seed: u64,
 }
@@ -283,7 +287,9 @@ pub async fn run_generator(
             }
             continue;
         }
-        let count = (allowed - submitted).min(cfg.batch as u64);
+        // Behind the rate (an append took longer than a slice), catch up in
+        // one larger batch rather than falling behind for good.
+        let count = (allowed - submitted).min(cfg.batch.max(MAX_CATCH_UP) as u64);
         let at = now();
         for i in submitted..submitted + count {
             let submit = workflow(cfg.first_index + i, &cfg);

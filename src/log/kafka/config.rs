@@ -38,8 +38,14 @@ pub struct KafkaConfig {
     pub atomic_topics: Vec<String>,
     /// Replication factor of topics this backend creates.
     pub replication: i32,
-    /// `fetch.wait.max.ms` of readers: how long the broker may hold a fetch
-    /// open when there is nothing new. Small keeps latency low.
+    /// `fetch.wait.max.ms` of readers unless the properties set it: how long
+    /// the broker may hold a fetch open when there is nothing new. The
+    /// default, 4 ms, suits tansu 0.6, which holds *every* fetch for half of
+    /// it: at 10 ms the half-load decision latency was p50 15 / p99 27 ms,
+    /// at 4 ms p50 10 / p99 15-20 ms, at the cost of more idle fetches
+    /// (an idle engine: tansu 10 % → 15 % of a core). Apache Kafka answers
+    /// a fetch as soon as data arrives, so there a larger value (100-500)
+    /// costs no latency and saves those fetches.
     pub fetch_wait_ms: u32,
     /// `linger.ms` of the producer.
     pub linger_ms: u32,
@@ -52,7 +58,7 @@ impl KafkaConfig {
             properties: BTreeMap::new(),
             atomic_topics: Vec::new(),
             replication: 1,
-            fetch_wait_ms: 10,
+            fetch_wait_ms: 4,
             linger_ms: 1,
         }
     }
@@ -127,10 +133,16 @@ impl KafkaConfig {
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "error")
-            .set("fetch.wait.max.ms", self.fetch_wait_ms.to_string())
             .set("fetch.min.bytes", "1")
             .set("queued.min.messages", "200000");
+        self.default_fetch_wait(&mut c);
         c
+    }
+
+    fn default_fetch_wait(&self, c: &mut ClientConfig) {
+        if !self.properties.contains_key("fetch.wait.max.ms") {
+            c.set("fetch.wait.max.ms", self.fetch_wait_ms.to_string());
+        }
     }
 
     /// A group member (partition ownership) or a group's committer.
@@ -148,8 +160,8 @@ impl KafkaConfig {
             // that reuse a stale assignment when a rejoining member's
             // metadata is unchanged (tansu 0.6 after a member expires) need
             // to see the group has changed.
-            .set("partition.assignment.strategy", "cooperative-sticky")
-            .set("fetch.wait.max.ms", self.fetch_wait_ms.to_string());
+            .set("partition.assignment.strategy", "cooperative-sticky");
+        self.default_fetch_wait(&mut c);
         for (k, default) in [
             ("session.timeout.ms", "6000"),
             ("heartbeat.interval.ms", "1000"),
