@@ -141,6 +141,23 @@ impl Fixture {
         (ids, accepted)
     }
 
+    /// The store of instance `name` equals a fresh refold of the journal.
+    async fn assert_store_is_refold(&self, name: &str) {
+        let refolded = verify::refold(
+            self.log.as_ref(),
+            &self.codec,
+            &self.topics.journal(),
+            0,
+            EngineConfig::default(),
+        )
+        .await
+        .unwrap();
+        let store = ProjectionStore::open(&self.dir.path().join(name), 0).unwrap();
+        if let Some(diff) = verify::compare(&store, &refolded).unwrap() {
+            panic!("{name}'s store != refold of the journal: {diff}");
+        }
+    }
+
     async fn wait_accepted(&self, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -210,19 +227,7 @@ async fn a_new_owner_waits_until_the_old_one_stopped_writing() {
             && EngineStats::get(&new.stats.workflows_accepted) > 0,
         "both owners decided a part"
     );
-    let refolded = verify::refold(
-        f.log.as_ref(),
-        &f.codec,
-        &f.topics.journal(),
-        0,
-        EngineConfig::default(),
-    )
-    .await
-    .unwrap();
-    let store = ProjectionStore::open(&f.dir.path().join("new"), 0).unwrap();
-    if let Some(diff) = verify::compare(&store, &refolded).unwrap() {
-        panic!("the new owner's store != refold of the journal: {diff}");
-    }
+    f.assert_store_is_refold("new").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -259,17 +264,5 @@ async fn a_loop_that_finds_another_writers_facts_stops_and_its_restart_folds_the
     let (_, accepted) = f.journal().await;
     let submitted: HashSet<_> = accepted.keys().collect();
     assert_eq!(submitted.len(), next, "every submission accepted");
-    let refolded = verify::refold(
-        f.log.as_ref(),
-        &f.codec,
-        &f.topics.journal(),
-        0,
-        EngineConfig::default(),
-    )
-    .await
-    .unwrap();
-    let store = ProjectionStore::open(&f.dir.path().join("a"), 0).unwrap();
-    if let Some(diff) = verify::compare(&store, &refolded).unwrap() {
-        panic!("the restarted loop's store != refold of the journal: {diff}");
-    }
+    f.assert_store_is_refold("a").await;
 }

@@ -3,8 +3,8 @@
 //! partition means every append lands exactly at the loop's `journal_next`.
 //! Offsets below it mean the broker lost acknowledged facts; offsets beyond
 //! it mean a torn batch (harmless, never served) or facts another process
-//! appended. Either of the last two kinds of trouble stops the loop with a
-//! broker error, so the supervisor restarts it and it refolds the journal.
+//! appended. Lost or foreign facts stop the loop with a broker error, so the
+//! supervisor restarts it and it refolds the journal.
 
 use super::*;
 

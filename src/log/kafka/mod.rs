@@ -284,7 +284,7 @@ impl KafkaLog {
 
 /// Waits for deliveries already handed to the producer (their outcome no
 /// longer matters, only that none is still in flight).
-async fn settle(pending: Vec<DeliveryFuture>) {
+async fn await_deliveries(pending: Vec<DeliveryFuture>) {
     for f in pending {
         let _ = f.await;
     }
@@ -434,7 +434,7 @@ impl EventLog for KafkaLog {
                         tokio::time::sleep(Duration::from_millis(1)).await;
                     }
                     Err((e, _)) => {
-                        settle(pending).await;
+                        await_deliveries(pending).await;
                         return Err(broker(e));
                     }
                 }
