@@ -196,6 +196,18 @@ mod tests {
         assert!(KafkaConfig::new(" ").validate().is_err());
     }
 
+    #[test]
+    fn fetch_wait_defaults_to_4_ms_unless_the_properties_set_it() {
+        let mut c = KafkaConfig::new("127.0.0.1:9092");
+        assert_eq!(c.reader().get("fetch.wait.max.ms"), Some("4"));
+        assert_eq!(c.group("g").get("fetch.wait.max.ms"), Some("4"));
+        c.properties
+            .insert("fetch.wait.max.ms".into(), "100".into());
+        assert!(c.validate().is_ok());
+        assert_eq!(c.reader().get("fetch.wait.max.ms"), Some("100"));
+        assert_eq!(c.group("g").get("fetch.wait.max.ms"), Some("100"));
+    }
+
     /// The client is built with OpenSSL: TLS and SASL (PLAIN, SCRAM,
     /// OAUTHBEARER) settings are accepted, not refused at client creation.
     #[test]
