@@ -98,8 +98,8 @@ fn partitions_of(tpl: &TopicPartitionList, topic: &str) -> Vec<u32> {
 pub type Member = BaseConsumer<GroupContext>;
 
 /// Two heartbeat intervals: an expelled member learns of it at its next
-/// heartbeat answer and stops its loops; the new owner waits that long
-/// after the journal's last write.
+/// heartbeat answer and stops its loops; a starting loop waits until the
+/// journal has not grown for that long (see `Membership::takeover_quiet`).
 fn takeover_quiet(config: &rdkafka::ClientConfig) -> Duration {
     let heartbeat_ms = config
         .get("heartbeat.interval.ms")
