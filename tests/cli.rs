@@ -539,3 +539,34 @@ fn a_journal_that_lost_facts_is_refolded_and_the_store_follows_it() {
     let v: Value = serde_json::from_slice(&v.stdout).unwrap();
     assert_eq!(v["verified"], true, "{v}");
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    // `baton tail … | head`: the reader leaves early; like `cat`, baton
+    // ends without a panic message (killed by SIGPIPE, or done).
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let o = baton(dir.path(), &["produce", "--topic", "baton.ingress"], SUBMIT);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for args in [&["schemas"][..], &["tail", "--from-beginning"], &["config"]] {
+        // A pipe whose reader is already gone: the first write fails.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let o = Command::new(env!("CARGO_BIN_EXE_baton"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(args)
+            .env_remove("BATON_BROKERS")
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run baton");
+        let err = stderr(&o);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(
+            o.status.success() || o.status.signal() == Some(libc::SIGPIPE),
+            "{args:?}: {:?}: {err}",
+            o.status
+        );
+    }
+}

