@@ -9,12 +9,18 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-fn baton(dir: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
-        .arg("--data-dir")
+/// `baton --data-dir DIR ARGS…` on the embedded log.
+fn baton_command(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_baton"));
+    c.arg("--data-dir")
         .arg(dir)
         .args(args)
-        .env_remove("BATON_BROKERS")
+        .env_remove("BATON_BROKERS");
+    c
+}
+
+fn baton(dir: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = baton_command(dir, args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -316,10 +322,7 @@ fn schema_catalog_page_is_in_sync() {
 fn tail_follow_sees_records_appended_by_another_process() {
     let dir = tempfile::tempdir().unwrap();
     assert!(baton(dir.path(), &["produce"], SUBMIT).status.success());
-    let follower = Command::new(env!("CARGO_BIN_EXE_baton"))
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["tail", "--follow", "--max", "2"])
+    let follower = baton_command(dir.path(), &["tail", "--follow", "--max", "2"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -552,11 +555,7 @@ fn output_into_a_closed_pipe_ends_quietly() {
         // A pipe whose reader is already gone: the first write fails.
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);
-        let o = Command::new(env!("CARGO_BIN_EXE_baton"))
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args(args)
-            .env_remove("BATON_BROKERS")
+        let o = baton_command(dir.path(), args)
             .stdout(writer)
             .stderr(Stdio::piped())
             .output()

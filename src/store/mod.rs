@@ -236,7 +236,8 @@ impl ProjectionStore {
     /// (allocated only as used). For a bulk rebuild (replay): its inserts
     /// land in random leaves of a tree far bigger than the engine's cache,
     /// and with the tree cached sled stops re-reading evicted leaves from
-    /// disk (measured: 10–20% faster replay of a 10M-event journal).
+    /// disk (measured on a 10M-event journal: 6–21% faster in three
+    /// alternated runs, 45% faster beside a CPU-heavy process).
     pub fn open_with_cache(
         data_dir: &Path,
         partition: u32,
