@@ -12,7 +12,7 @@
 //!   key or value), so a replay builds byte-identical entries and the
 //!   projection digest covers the index too.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use crate::domain::engine::PartitionState;
 use crate::domain::events::{Envelope, Payload};

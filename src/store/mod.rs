@@ -92,8 +92,14 @@ pub struct PreparedFlush {
 impl PreparedFlush {
     fn into_batch(self) -> sled::Batch {
         let mut batch = sled::Batch::default();
+        // One scratch buffer: sled copies each value into its own
+        // allocation anyway, so a fresh Vec per workflow (and bincode's
+        // sizing pass) would be wasted work.
+        let mut scratch = Vec::with_capacity(1024);
         for (wf, offsets) in &self.workflows {
-            batch.insert(key("w/", &wf.id), workflow_value(wf, offsets));
+            scratch.clear();
+            write_workflow_value(wf, offsets, &mut scratch);
+            batch.insert(key("w/", &wf.id), scratch.as_slice());
         }
         for (c, o) in &self.loose {
             batch.insert(index::loose_key(c, *o), &[]);
@@ -142,14 +148,18 @@ pub fn evict_finished(state: &mut PartitionState, index: &mut JournalIndex, ids:
     }
 }
 
-/// A workflow's stored value: its bincode, then its journal offsets.
-fn workflow_value(wf: &WorkflowState, offsets: &[u64]) -> Vec<u8> {
-    let mut v = bincode::serialize(wf).unwrap_or_default();
-    index::encode_offsets(offsets, &mut v);
-    v
+/// Appends a workflow's stored value to `out`: its bincode, then its
+/// journal offsets.
+fn write_workflow_value(wf: &WorkflowState, offsets: &[u64], out: &mut Vec<u8>) {
+    // Writing into a Vec fails only on a serialiser error, which the
+    // derived Serialize of a plain struct does not raise.
+    if bincode::serialize_into(&mut *out, wf).is_err() {
+        out.clear();
+    }
+    index::encode_offsets(offsets, out);
 }
 
-/// Reverses [`workflow_value`].
+/// Reverses [`write_workflow_value`].
 fn split_workflow_value(v: &[u8]) -> Result<(WorkflowState, Vec<u64>), String> {
     let mut rest = v;
     let wf: WorkflowState = bincode::deserialize_from(&mut rest).map_err(|e| e.to_string())?;

@@ -22,6 +22,7 @@ mod client_log;
 pub mod config;
 pub mod framing;
 mod group;
+mod metadata;
 mod reader;
 
 pub use reader::ReaderConsumer;
@@ -44,7 +45,7 @@ pub use config::KafkaConfig;
 
 use self::client_log::ClientLogs;
 use self::framing::Frame;
-use self::reader::{Reader, SEEK_WAIT};
+use self::reader::Reader;
 use super::membership::Membership;
 use super::{EventLog, LogError, Offset, ProducerRecord, StoredRecord, TopicPartition, TopicSpec};
 
@@ -155,33 +156,6 @@ impl KafkaLog {
         self.config.atomic_topics.iter().any(|t| t == topic)
     }
 
-    /// Partition count from metadata (`None` when the topic does not exist).
-    async fn fetch_partitions(&self, topic: &str) -> Result<Option<u32>, LogError> {
-        let (meta, name) = (self.meta.clone(), topic.to_string());
-        let md = blocking(move || meta.fetch_metadata(Some(&name), CALL_TIMEOUT))
-            .await?
-            .map_err(broker)?;
-        let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
-            return Ok(None);
-        };
-        if t.error().is_some() || t.partitions().is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(t.partitions().len() as u32))
-    }
-
-    async fn check(&self, topic: &str, partition: u32) -> Result<(), LogError> {
-        let partitions = self.partition_count(topic).await?;
-        if partition >= partitions {
-            return Err(LogError::UnknownPartition {
-                topic: topic.to_string(),
-                partition,
-                partitions,
-            });
-        }
-        Ok(())
-    }
-
     fn reader(&self, topic: &str, partition: u32) -> Result<SharedReader, LogError> {
         self.reader_in(&self.readers, topic, partition, self.atomic(topic))
     }
@@ -218,67 +192,6 @@ impl KafkaLog {
         let c: Arc<dyn GroupClient> = Arc::new(c);
         groups.insert(group.to_string(), c.clone());
         Ok(c)
-    }
-
-    /// Log start and high watermark as the broker's ListOffsets reports them.
-    async fn listed_watermarks(
-        &self,
-        topic: &str,
-        partition: u32,
-    ) -> Result<(Offset, Offset), LogError> {
-        self.check(topic, partition).await?;
-        let (meta, name) = (self.meta.clone(), topic.to_string());
-        let (lo, hi) =
-            blocking(move || meta.fetch_watermarks(&name, partition as i32, CALL_TIMEOUT))
-                .await?
-                .map_err(broker)?;
-        Ok((lo.max(0) as u64, hi.max(0) as u64))
-    }
-
-    /// The high watermark, read off the partition itself: some brokers
-    /// (tansu 0.6) answer ListOffsets with the last *batch's* base offset + 1,
-    /// which is too low. A probe reader consumes from just below the listed
-    /// value to the end of the partition; the end is the last offset + 1.
-    /// On a broker that answers correctly this reads one record.
-    async fn true_high_watermark(&self, topic: &str, partition: u32) -> Result<Offset, LogError> {
-        let (lo, listed) = self.listed_watermarks(topic, partition).await?;
-        if listed <= lo {
-            return Ok(listed);
-        }
-        let shared = self.reader_in(&self.probes, topic, partition, false)?;
-        let mut probe = shared.lock_owned().await;
-        let from = match probe.next_expected() {
-            Some(n) if n + 1 >= listed => n,
-            _ => listed - 1,
-        };
-        probe.position(from)?;
-        let probe = blocking(move || -> Result<_, LogError> {
-            loop {
-                let before = probe.fetched_next();
-                probe.fill(usize::MAX, SEEK_WAIT)?;
-                probe.take(usize::MAX);
-                if probe.at_end() || probe.fetched_next() == before {
-                    return Ok(probe);
-                }
-            }
-        })
-        .await??;
-        Ok(probe.fetched_next().max(listed))
-    }
-
-    /// Waits until the topic's metadata shows every partition (a topic is
-    /// usable a moment after it is created).
-    async fn await_topic(&self, spec: &TopicSpec) -> Result<u32, LogError> {
-        for _ in 0..100 {
-            if let Some(n) = self.fetch_partitions(&spec.name).await? {
-                return Ok(n);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Err(LogError::Broker(format!(
-            "topic `{}` was created but its metadata did not appear",
-            spec.name
-        )))
     }
 }
 
