@@ -25,6 +25,10 @@ use kafka_common::{brokers, connect, unique, Broker};
 
 const PARTITIONS: u32 = 4;
 
+/// The tests here each run a broker or a fleet of processes on two cores;
+/// one at a time, so neither starves the other's broker.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// `baton` with the Kafka globals of one test.
 fn baton(brokers: &str, prefix: &str, data_dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_baton"));
@@ -109,8 +113,13 @@ fn sigterm(child: &mut Child) {
 }
 
 /// Reads both topics whole and checks that each ingress event is reflected
-/// once; returns the number of succeeded workflows.
-async fn check_effectively_once(log: &dyn EventLog, topics: &Topics, workflows: u32) -> usize {
+/// once; returns the number of succeeded workflows. The journal is read as
+/// Baton's own readers read it, framed: the part of an append that a killed
+/// instance left behind is dropped (its work was re-appended by the
+/// survivor), so it must not count as a second copy.
+async fn check_effectively_once(brokers: &str, topics: &Topics, workflows: u32) -> usize {
+    let journal = topics.journal();
+    let log = connect(brokers, &[journal.as_str()]).await;
     let codec = Codec::builtin().unwrap();
     let mut submissions = HashSet::new();
     let mut results = HashSet::new();
@@ -216,6 +225,7 @@ fn replay_verify(brokers: &str, prefix: &str, data_dir: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_partitions_and_the_survivor_takes_over_after_sigkill() {
+    let _serial = SERIAL.lock().await;
     // A joins first (the group leader on tansu), B second; B is killed.
     const WORKFLOWS: u32 = 5_000;
     let brokers = brokers();
@@ -265,7 +275,7 @@ async fn two_instances_share_partitions_and_the_survivor_takes_over_after_sigkil
     let after = journal_total(&log, &topics).await;
     assert!(after > before, "the survivor went on: {before} → {after}");
 
-    let succeeded = check_effectively_once(&log, &topics, WORKFLOWS).await;
+    let succeeded = check_effectively_once(&brokers, &topics, WORKFLOWS).await;
     assert_eq!(succeeded, WORKFLOWS as usize);
     // The survivor's stores now hold all four partitions.
     replay_verify(&brokers, &prefix, &a_dir);
@@ -277,18 +287,24 @@ async fn two_instances_share_partitions_and_the_survivor_takes_over_after_sigkil
     }
 }
 
-// Not in CI. It once stalled about one run in three because the restarted
-// tansu had not bound its port (fixed in `Broker::restart`). It now passes
-// alone (6 of 6) and beside the two-instance test (3 of 3), but under CPU
-// contention the broker is refused connections minutes after its restart
-// and, after a SIGKILL, tansu 0.6.0's sqlite storage has come back without
-// facts it had acknowledged (a whole journal partition read back empty,
-// submissions missing): no client can ride out a broker that loses
-// acknowledged writes, so this test cannot be green reliably on this
-// broker. Run it with `cargo test --test kafka_engine -- --ignored`.
-#[ignore = "tansu 0.6.0 sqlite loses acknowledged records across a SIGKILL restart under load"]
+// History: this test was kept out of CI after runs in which the restarted
+// tansu refused connections for minutes (fixed in `Broker::restart`, which
+// waits for its "ready" line and restarts it when the bind failed) and in
+// which the simulated fleet gave up: tansu answers produces in flight at the
+// kill with an error, and the fleet's appends did not retry (they now ride
+// out broker errors for up to two minutes). Since then it passed 5 of 5
+// alone, 3 of them beside a busy core, and 1 of 1 beside the two-instance
+// test; `SERIAL` keeps the two apart anyway. Earlier runs under heavy CPU
+// contention had also seen tansu's sqlite storage come back from a SIGKILL
+// without records it had acknowledged; no client can ride that out. A
+// graceful restart (SIGTERM) is worse on tansu 0.6.0: the restarted broker
+// panics in its sqlite idempotent-producer check ("more or less than one
+// row", lite.rs) on the first produce of a producer from before the restart,
+// and its storage task stays dead; so the broker is SIGKILLed, like a
+// machine that lost power.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_engine_rides_out_a_durable_broker_restart() {
+    let _serial = SERIAL.lock().await;
     // tansu's sqlite storage sustains far less than its memory storage
     // (about 100 ingress records/s here with debug builds), so this run
     // is small; volume is the two-instance test's job.
@@ -339,8 +355,7 @@ async fn the_engine_rides_out_a_durable_broker_restart() {
     eprintln!("fleet: {summary}");
     assert_eq!(summary["workflows_succeeded"], WORKFLOWS, "{summary}");
     sigterm(&mut engine);
-    let log = connect(&brokers, &[]).await;
-    let succeeded = check_effectively_once(&log, &topics, WORKFLOWS).await;
+    let succeeded = check_effectively_once(&brokers, &topics, WORKFLOWS).await;
     assert_eq!(succeeded, WORKFLOWS as usize);
     replay_verify(&brokers, prefix, &run_dir);
 }

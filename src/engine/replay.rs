@@ -5,6 +5,7 @@
 //! (`baton replay --verify` compares their digests).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use super::EngineError;
 use crate::codec::Codec;
@@ -18,6 +19,13 @@ pub const INGRESS_OFFSET_HEADER: &str = "baton-ingress-offset";
 
 /// Facts folded between two store writes.
 const FLUSH_EVERY: u64 = 200_000;
+
+/// How long a replay keeps asking when the log answers "nothing" below the
+/// end it reported. On Kafka a read can come back empty from a slow broker
+/// (seen on tansu's sqlite storage right after a restart), which must not
+/// end a replay early; an append torn at the tail by a writer that died is
+/// never completed, so after this long the replay ends before it (warned).
+const STALL_PATIENCE: Duration = Duration::from_secs(30);
 
 /// The ingress offset a journal record was caused by, if it says.
 pub fn ingress_offset(r: &StoredRecord) -> Option<u64> {
@@ -92,9 +100,25 @@ pub async fn replay_partition(
         ..Checkpoint::default()
     };
     let (mut events, mut since_flush) = (0u64, 0u64);
+    let mut stalled_since: Option<Instant> = None;
     while next < end {
         let records = log.read(journal, p, next, 8192).await?;
-        let Some(last) = records.last() else { break };
+        let Some(last) = records.last() else {
+            let since = *stalled_since.get_or_insert_with(Instant::now);
+            if since.elapsed() < STALL_PATIENCE {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            tracing::warn!(
+                partition = p,
+                offset = next,
+                end,
+                "replay stops short: the journal answered nothing below its end for {}s",
+                STALL_PATIENCE.as_secs()
+            );
+            break;
+        };
+        stalled_since = None;
         next = last.offset + 1;
         let folded = records.partition_point(|r| r.offset < end);
         let records = &records[..folded];

@@ -63,7 +63,7 @@ pub enum SimError {
 }
 
 /// How long a simulated participant waits after a broker error before it
-/// reads again.
+/// reads or appends again.
 const BROKER_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Reads like [`EventLog::read_available`] (a simulated participant asks
@@ -89,6 +89,32 @@ pub(crate) async fn read_or_wait(
             Ok(Vec::new())
         }
         r => Ok(r?),
+    }
+}
+
+/// How long a simulated participant keeps retrying one append through
+/// broker errors before it gives up (a broker restart takes seconds).
+const APPEND_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Appends like [`EventLog::append`], retrying on a broker error (a broker
+/// restarting answers in-flight produces with an error) for up to
+/// [`APPEND_PATIENCE`]. A retried batch may land twice; every record carries
+/// its own event id, so the engine folds it once (it dedups ingress by id).
+pub(crate) async fn append_or_retry(
+    log: &dyn crate::log::EventLog,
+    topic: &str,
+    partition: u32,
+    records: Vec<crate::log::ProducerRecord>,
+) -> Result<(), SimError> {
+    let deadline = std::time::Instant::now() + APPEND_PATIENCE;
+    loop {
+        match log.append(topic, partition, records.clone()).await {
+            Err(LogError::Broker(e)) if std::time::Instant::now() < deadline => {
+                tracing::debug!(topic, partition, error = %e, "broker error while appending; retrying");
+                tokio::time::sleep(BROKER_RETRY).await;
+            }
+            r => return Ok(r.map(drop)?),
+        }
     }
 }
 

@@ -110,8 +110,10 @@ impl Outbox {
 
     /// Appends everything buffered, one call per partition (more only when a
     /// partition holds more than [`MAX_APPEND_BYTES`]); the partitions'
-    /// appends overlap. Returns the number of records appended. On error the
-    /// failed partition's records are lost.
+    /// appends overlap, and each rides out broker errors for a while
+    /// ([`append_or_retry`](super::append_or_retry)). Returns the number of
+    /// records appended. On a lasting error the failed partition's records
+    /// are lost.
     pub(crate) async fn flush(&mut self, log: &dyn EventLog) -> Result<usize, SimError> {
         let mut written = 0;
         let mut batches: Vec<(u32, Vec<Vec<ProducerRecord>>)> = Vec::new();
@@ -142,9 +144,9 @@ impl Outbox {
         let topic = &self.topic;
         futures::future::try_join_all(batches.into_iter().map(|(partition, chunks)| async move {
             for chunk in chunks {
-                log.append(topic, partition, chunk).await?;
+                super::append_or_retry(log, topic, partition, chunk).await?;
             }
-            Ok::<(), crate::log::LogError>(())
+            Ok::<(), SimError>(())
         }))
         .await?;
         Ok(written)
