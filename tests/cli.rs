@@ -289,6 +289,7 @@ fn demo_finishes_every_workflow_and_a_second_run_continues() {
     assert!(v.status.success(), "{}", stderr(&v));
     let v: Value = serde_json::from_slice(&v.stdout).unwrap();
     assert_eq!(v["verified"], true, "{v}");
+    assert_eq!(v["complete"], true, "{v}");
     assert_eq!(
         v["events"].as_u64().unwrap(),
         second["journal_events_total"].as_u64().unwrap()

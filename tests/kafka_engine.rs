@@ -221,6 +221,7 @@ fn replay_verify(brokers: &str, prefix: &str, data_dir: &Path) {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["verified"], true, "{v}");
+    assert_eq!(v["complete"], true, "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -220,7 +220,8 @@ pub async fn run(global: &GlobalArgs, args: ReplayArgs) -> anyhow::Result<ExitCo
             .iter()
             .map(|d| {
                 json!({"partition": d.replay.partition, "events": d.replay.events,
-                       "journal_next": d.replay.journal_next, "digest": d.digest,
+                       "journal_next": d.replay.journal_next, "end": d.replay.end,
+                       "complete": d.replay.complete(), "digest": d.digest,
                        "difference": d.difference.as_ref().map(|x| x.to_string())})
             })
             .collect();
@@ -230,6 +231,7 @@ pub async fn run(global: &GlobalArgs, args: ReplayArgs) -> anyhow::Result<ExitCo
                    "events_per_s": events as f64 / elapsed.max(1e-9),
                    "threads": threads.min(partitions.len()), "digest_s": digest_s,
                    "digest": digest, "verified": args.verify.then_some(verified),
+                   "complete": done.iter().all(|d| d.replay.complete()),
                    "partitions": parts})
         );
     } else {
@@ -244,10 +246,18 @@ pub async fn run(global: &GlobalArgs, args: ReplayArgs) -> anyhow::Result<ExitCo
         );
         for d in &done {
             println!(
-                "partition {}: {} events, journal offset {}, digest {}{}",
+                "partition {}: {} events, journal offset {}{}, digest {}{}",
                 d.replay.partition,
                 d.replay.events,
                 d.replay.journal_next,
+                if d.replay.complete() {
+                    String::new()
+                } else {
+                    format!(
+                        " (STOPPED SHORT of {}: the log answered nothing more)",
+                        d.replay.end
+                    )
+                },
                 &d.digest[..16],
                 match (args.verify, &d.difference) {
                     (false, _) => String::new(),

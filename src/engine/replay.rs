@@ -51,6 +51,17 @@ pub struct PartitionReplay {
     pub events: u64,
     /// The journal offset the replayed store reflects (exclusive).
     pub journal_next: u64,
+    /// The offset the replay was to reach (exclusive): the span's end or
+    /// the high watermark. Below it only when the log answered nothing
+    /// more (see [`STALL_PATIENCE`]).
+    pub end: u64,
+}
+
+impl PartitionReplay {
+    /// Whether the replay reached the end it was asked for.
+    pub fn complete(&self) -> bool {
+        self.journal_next >= self.end
+    }
 }
 
 /// Where the journal is read from.
@@ -149,6 +160,7 @@ pub async fn replay_partition(
         partition: p,
         events,
         journal_next: cp.journal_next,
+        end,
     })
 }
 
