@@ -293,9 +293,11 @@ async fn two_instances_share_partitions_and_the_survivor_takes_over_after_sigkil
 // waits for its "ready" line and restarts it when the bind failed) and in
 // which the simulated fleet gave up: tansu answers produces in flight at the
 // kill with an error, and the fleet's appends did not retry (they now ride
-// out broker errors for up to two minutes). Since then it passed 5 of 5
-// alone, 3 of them beside a busy core, and 1 of 1 beside the two-instance
-// test; `SERIAL` keeps the two apart anyway. Earlier runs under heavy CPU
+// out broker errors for up to two minutes). Since then it passed 4 of 4
+// alone (3 beside a busy core) and, with the two-instance test, 6 of 6
+// runs of this binary (2 of them fresh-clone CI runs) since a replay that
+// stopped on a silent read and a miscounted torn append were fixed;
+// `SERIAL` runs the two tests one at a time. Earlier runs under heavy CPU
 // contention had also seen tansu's sqlite storage come back from a SIGKILL
 // without records it had acknowledged; no client can ride that out. A
 // graceful restart (SIGTERM) is worse on tansu 0.6.0: the restarted broker
