@@ -152,9 +152,11 @@ pub fn evict_finished(state: &mut PartitionState, index: &mut JournalIndex, ids:
 /// journal offsets.
 fn write_workflow_value(wf: &WorkflowState, offsets: &[u64], out: &mut Vec<u8>) {
     // Writing into a Vec fails only on a serialiser error, which the
-    // derived Serialize of a plain struct does not raise.
+    // derived Serialize of a plain struct does not raise; if it ever did,
+    // drop the partial bincode and keep what `out` held before.
+    let start = out.len();
     if bincode::serialize_into(&mut *out, wf).is_err() {
-        out.clear();
+        out.truncate(start);
     }
     index::encode_offsets(offsets, out);
 }
