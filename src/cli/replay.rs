@@ -4,7 +4,8 @@
 //! `--verify` replays each partition up to the journal offset the live
 //! store's checkpoint names, then compares the two stores' digests; on a
 //! difference it prints the first differing key with both values and exits
-//! with code 1. The engine must not be running on the data directory (the
+//! with code 1. A replay that stopped short of the journal's end (a silent
+//! broker) also exits 1. The engine must not be running on the data directory (the
 //! embedded stores are single-process).
 
 use std::path::PathBuf;
@@ -271,7 +272,13 @@ pub async fn run(global: &GlobalArgs, args: ReplayArgs) -> anyhow::Result<ExitCo
     if temporary {
         let _ = std::fs::remove_dir_all(&into);
     }
-    Ok(if args.verify && !verified {
+    // A replay that stopped short reflects less than the journal holds: a
+    // script must not take it for the whole history.
+    let complete = done.iter().all(|d| d.replay.complete());
+    if !complete {
+        eprintln!("replay incomplete: the log answered nothing below its end (see above)");
+    }
+    Ok(if (args.verify && !verified) || !complete {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

@@ -5,7 +5,9 @@
 //! (`baton replay --verify` compares their digests).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::EngineError;
 use crate::codec::Codec;
@@ -112,6 +114,7 @@ pub async fn replay_partition(
     };
     let (mut events, mut since_flush) = (0u64, 0u64);
     let mut stalled_since: Option<Instant> = None;
+    let mut writes = WriteBehind::default();
     while next < end {
         let records = log.read(journal, p, next, 8192).await?;
         let Some(last) = records.last() else {
@@ -151,11 +154,12 @@ pub async fn replay_partition(
         since_flush += records.len() as u64;
         progress.fetch_add(records.len() as u64, Ordering::Relaxed);
         if since_flush >= FLUSH_EVERY {
-            flush(store, &mut state, &mut index, &cp)?;
+            writes.submit(store, &mut state, &mut index, &cp)?;
             since_flush = 0;
         }
     }
-    flush(store, &mut state, &mut index, &cp)?;
+    writes.submit(store, &mut state, &mut index, &cp)?;
+    writes.wait()?;
     Ok(PartitionReplay {
         partition: p,
         events,
@@ -164,17 +168,158 @@ pub async fn replay_partition(
     })
 }
 
-fn flush(
-    store: &ProjectionStore,
-    state: &mut PartitionState,
-    index: &mut JournalIndex,
-    cp: &Checkpoint,
-) -> Result<(), EngineError> {
-    let cp = Checkpoint {
-        facts_folded: state.facts_folded,
-        ..cp.clone()
-    };
-    let prepared = store.prepare(state, index, &cp, Finished::MoveOut);
-    store.writer().write(prepared)?;
-    Ok(())
+/// The store writes of one replay, one at a time and in order, each on its
+/// own thread while the fold goes on: serialising and inserting a flush
+/// costs about as much as folding the facts between two flushes, and sled
+/// blocks its writer whenever its IO buffers wait for the disk.
+#[derive(Default)]
+struct WriteBehind {
+    pending: Option<std::thread::JoinHandle<Result<(), crate::store::StoreError>>>,
+}
+
+impl WriteBehind {
+    /// Snapshots what was folded since the last flush and writes it behind
+    /// the previous write (which it waits for first, so at most one flush
+    /// is in memory besides the state).
+    fn submit(
+        &mut self,
+        store: &ProjectionStore,
+        state: &mut PartitionState,
+        index: &mut JournalIndex,
+        cp: &Checkpoint,
+    ) -> Result<(), EngineError> {
+        let cp = Checkpoint {
+            facts_folded: state.facts_folded,
+            ..cp.clone()
+        };
+        let prepared = store.prepare(state, index, &cp, Finished::MoveOut);
+        self.wait()?;
+        let writer = store.writer();
+        self.pending = Some(std::thread::spawn(move || writer.write(prepared)));
+        Ok(())
+    }
+
+    /// Waits for the write in flight, if any.
+    fn wait(&mut self) -> Result<(), EngineError> {
+        match self.pending.take().map(|h| h.join()) {
+            None => Ok(()),
+            Some(Ok(written)) => Ok(written?),
+            Some(Err(_)) => Err(EngineError::Task("a replay store write panicked".into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::codec::samples;
+    use crate::domain::events::{Category, Payload};
+    use crate::log::embedded::{EmbeddedConfig, EmbeddedLog};
+    use crate::log::{LogError, Offset, ProducerRecord, TopicPartition, TopicSpec};
+
+    /// An embedded log whose partitions claim `extra` more records than
+    /// they serve: a reader below that end gets empty answers, as from a
+    /// broker that has gone quiet.
+    struct Silent {
+        inner: EmbeddedLog,
+        extra: u64,
+    }
+
+    #[async_trait]
+    impl EventLog for Silent {
+        async fn create_topic(&self, spec: &TopicSpec) -> Result<(), LogError> {
+            self.inner.create_topic(spec).await
+        }
+        async fn list_topics(&self) -> Result<Vec<TopicSpec>, LogError> {
+            self.inner.list_topics().await
+        }
+        async fn partition_count(&self, topic: &str) -> Result<u32, LogError> {
+            self.inner.partition_count(topic).await
+        }
+        async fn append(
+            &self,
+            topic: &str,
+            partition: u32,
+            records: Vec<ProducerRecord>,
+        ) -> Result<Vec<Offset>, LogError> {
+            self.inner.append(topic, partition, records).await
+        }
+        async fn read(
+            &self,
+            topic: &str,
+            partition: u32,
+            from: Offset,
+            max_records: usize,
+        ) -> Result<Vec<StoredRecord>, LogError> {
+            self.inner.read(topic, partition, from, max_records).await
+        }
+        async fn high_watermark(&self, topic: &str, partition: u32) -> Result<Offset, LogError> {
+            Ok(self.inner.high_watermark(topic, partition).await? + self.extra)
+        }
+        async fn log_start(&self, topic: &str, partition: u32) -> Result<Offset, LogError> {
+            self.inner.log_start(topic, partition).await
+        }
+        async fn commit(
+            &self,
+            group: &str,
+            offsets: &[(TopicPartition, Offset)],
+        ) -> Result<(), LogError> {
+            self.inner.commit(group, offsets).await
+        }
+        async fn committed(
+            &self,
+            group: &str,
+            tp: &TopicPartition,
+        ) -> Result<Option<Offset>, LogError> {
+            self.inner.committed(group, tp).await
+        }
+        async fn flush(&self) -> Result<(), LogError> {
+            self.inner.flush().await
+        }
+    }
+
+    /// A log that stays silent below the end it reports ends the replay
+    /// after the patience, short of that end, with what it did fold stored.
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_log_ends_the_replay_short_after_the_patience() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Silent {
+            inner: EmbeddedLog::open(EmbeddedConfig::new(dir.path().join("log"))).unwrap(),
+            extra: 2,
+        };
+        let codec = Codec::builtin().unwrap();
+        log.create_topic(&TopicSpec::new("j", 1)).await.unwrap();
+        let facts: Vec<ProducerRecord> = samples::all()
+            .into_iter()
+            .filter(|e| Payload::TYPES[e.payload.type_index()].1 == Category::Journal)
+            .map(|e| ProducerRecord::new(None, codec.encode(&e).unwrap().into()))
+            .collect();
+        let n = facts.len() as u64;
+        log.append("j", 0, facts).await.unwrap();
+        let store = ProjectionStore::open(dir.path(), 0).unwrap();
+        let source = JournalSource {
+            log: &log,
+            codec: &codec,
+            topic: "j",
+        };
+        let started = Instant::now();
+        let progress = AtomicU64::new(0);
+        let done = replay_partition(
+            &source,
+            0,
+            Span::default(),
+            &store,
+            EngineConfig::default(),
+            &progress,
+        )
+        .await
+        .unwrap();
+        assert!(started.elapsed() >= STALL_PATIENCE);
+        assert_eq!((done.events, done.journal_next, done.end), (n, n, n + 2));
+        assert!(!done.complete());
+        let cp = store.checkpoint().unwrap().unwrap();
+        assert_eq!(cp.journal_next, n);
+    }
 }
