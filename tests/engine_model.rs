@@ -290,6 +290,18 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             .collect::<BTreeMap<_, _>>()
     };
     prop_assert_eq!(strip(&world.state), strip(&refold), "live == refold");
+    // Replay's fold, which skips the scheduler and timers, stores the same.
+    let mut projected = PartitionState::projections_only(EngineConfig::default());
+    for f in &world.journal {
+        projected.evolve(f);
+    }
+    prop_assert_eq!(
+        &projected.workflows,
+        &refold.workflows,
+        "projections-only == refold"
+    );
+    prop_assert_eq!(&projected.agents, &refold.agents);
+    prop_assert_eq!(&projected.pool_usage, &refold.pool_usage);
     for (id, (_, _, _, outcome)) in &model.workflows {
         let w = &refold.workflows[id];
         match outcome {

@@ -97,8 +97,9 @@ pub async fn replay_partition(
         codec,
         topic: journal,
     } = *source;
-    // Replay decides nothing, so it needs no dedup window.
-    let mut state = PartitionState::new(EngineConfig {
+    // Replay decides nothing, so it needs no dedup window, scheduler or
+    // timer index.
+    let mut state = PartitionState::projections_only(EngineConfig {
         dedup_window: 0,
         ..config
     });

@@ -111,7 +111,7 @@ impl PartitionState {
                 s.agent = Some(a.agent_id.clone());
                 s.assigned_at = Some(now);
                 s.timeout_at = a.timeout_at;
-                if let Some(t) = a.timeout_at {
+                if let Some(t) = a.timeout_at.filter(|_| self.timers.is_on()) {
                     self.timers.insert((
                         t,
                         TimerKey::StepTimeout {
@@ -121,12 +121,14 @@ impl PartitionState {
                         },
                     ));
                 }
-                let key = StepKey {
-                    workflow_id: a.workflow_id.clone(),
-                    step_id: a.step_id.clone(),
-                    attempt: a.attempt,
-                };
-                self.scheduler.apply_assignment(&key, &a.agent_id);
+                if self.scheduler.is_on() {
+                    let key = StepKey {
+                        workflow_id: a.workflow_id.clone(),
+                        step_id: a.step_id.clone(),
+                        attempt: a.attempt,
+                    };
+                    self.scheduler.apply_assignment(&key, &a.agent_id);
+                }
                 self.mark_dirty(&a.workflow_id);
             }
             P::StepStarted(r) => {
@@ -330,19 +332,21 @@ impl PartitionState {
                 },
             ));
         }
-        let ready = ReadyStep {
-            key: StepKey {
-                workflow_id: workflow_id.to_string(),
-                step_id: step_id.to_string(),
-                attempt,
-            },
-            pool: def.pool.clone().unwrap_or_else(|| "default".into()),
-            capabilities: def.capabilities.clone(),
-            priority: wf.definition.priority.saturating_add(def.priority),
-            ready_seq: seq,
-        };
+        if self.scheduler.is_on() {
+            let ready = ReadyStep {
+                key: StepKey {
+                    workflow_id: workflow_id.to_string(),
+                    step_id: step_id.to_string(),
+                    attempt,
+                },
+                pool: def.pool.clone().unwrap_or_else(|| "default".into()),
+                capabilities: def.capabilities.clone(),
+                priority: wf.definition.priority.saturating_add(def.priority),
+                ready_seq: seq,
+            };
+            self.scheduler.enqueue(ready);
+        }
         self.next_ready_seq += 1;
-        self.scheduler.enqueue(ready);
         self.mark_dirty(workflow_id);
     }
 
@@ -360,7 +364,7 @@ impl PartitionState {
             .clone()
             .unwrap_or_else(|| "default".into());
         let s = &mut wf.steps[i];
-        if let Some(t) = s.timeout_at.take() {
+        if let Some(t) = s.timeout_at.take().filter(|_| self.timers.is_on()) {
             self.timers.remove(&(
                 t,
                 TimerKey::StepTimeout {

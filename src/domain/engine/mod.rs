@@ -17,6 +17,7 @@ mod config;
 mod decide;
 mod evolve;
 mod failures;
+mod kept;
 mod observe;
 mod state;
 mod timers;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::config::EngineConfig;
+use super::kept::Kept;
 use super::timers::TimerKey;
 use crate::domain::bottleneck::{Hysteresis, Stats, StepIds};
 use crate::domain::events::{
@@ -242,8 +243,8 @@ pub struct PartitionState {
     pub agents: BTreeMap<String, AgentView>,
     /// Usage summed per pool (per workflow and agent live on those).
     pub pool_usage: BTreeMap<String, Usage>,
-    pub(crate) scheduler: Scheduler,
-    pub(crate) timers: BTreeSet<(Timestamp, TimerKey)>,
+    pub(crate) scheduler: Kept<Scheduler>,
+    pub(crate) timers: Kept<BTreeSet<(Timestamp, TimerKey)>>,
     /// Queued workflows by (-priority, seq).
     pub(crate) admission: BTreeSet<(i32, u64, String)>,
     pub(crate) running: usize,
@@ -271,14 +272,26 @@ pub struct PartitionState {
 
 impl PartitionState {
     pub fn new(config: EngineConfig) -> Self {
-        let scheduler = Scheduler::new(config.scheduler.clone());
+        Self::with_derived(config, true)
+    }
+
+    /// A state for a fold that only writes projections (replay): it does
+    /// not maintain the scheduler or the timer index (see [`Kept`]), so it
+    /// must never decide. Its workflows, agents, usage and bottleneck
+    /// projection are exactly those of [`new`](Self::new).
+    pub fn projections_only(config: EngineConfig) -> Self {
+        Self::with_derived(config, false)
+    }
+
+    fn with_derived(config: EngineConfig, derived: bool) -> Self {
+        let scheduler = Kept::new(Scheduler::new(config.scheduler.clone()), derived);
         PartitionState {
             producer: "baton-engine/0".into(),
             workflows: Default::default(),
             agents: BTreeMap::new(),
             pool_usage: BTreeMap::new(),
             scheduler,
-            timers: BTreeSet::new(),
+            timers: Kept::new(BTreeSet::new(), derived),
             admission: BTreeSet::new(),
             running: 0,
             next_seq: 0,

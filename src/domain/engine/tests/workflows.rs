@@ -408,6 +408,17 @@ fn replaying_the_facts_rebuilds_the_same_state() {
     assert_eq!(replayed.pool_usage, s.state.pool_usage);
     assert_eq!(replayed.timers, s.state.timers);
     assert_eq!(replayed.queue_depths(), s.state.queue_depths());
+    // A projections-only fold (replay) stores the same projections.
+    let mut projected = PartitionState::projections_only(EngineConfig::default());
+    for f in &s.journal {
+        projected.evolve(f);
+    }
+    assert_eq!(projected.workflows, s.state.workflows);
+    assert_eq!(projected.agents, s.state.agents);
+    assert_eq!(projected.pool_usage, s.state.pool_usage);
+    let stored = |s: &PartitionState| bincode::serialize(&s.bottlenecks).unwrap();
+    assert_eq!(stored(&projected), stored(&s.state));
+    assert!(projected.timers.is_empty() && projected.queue_depths().is_empty());
 }
 
 #[test]
