@@ -399,25 +399,25 @@ fn replaying_the_facts_rebuilds_the_same_state() {
     let h2 = s.state.workflows["w2"].steps[0].agent.clone().unwrap();
     s.when(3.0, ok("w2", "a", 1, &h2)).unwrap();
     s.tick(10.0);
-    let mut replayed = PartitionState::new(EngineConfig::default());
-    for f in &s.journal {
-        replayed.evolve(f);
+    let fold = |mut state: PartitionState| {
+        s.journal.iter().for_each(|f| state.evolve(f));
+        state
+    };
+    let stored = |s: &PartitionState| bincode::serialize(&s.bottlenecks).unwrap();
+    // A full fold and a projections-only one (replay's) store the same.
+    for replayed in [
+        fold(PartitionState::new(EngineConfig::default())),
+        fold(PartitionState::projections_only(EngineConfig::default())),
+    ] {
+        assert_eq!(replayed.workflows, s.state.workflows);
+        assert_eq!(replayed.agents, s.state.agents);
+        assert_eq!(replayed.pool_usage, s.state.pool_usage);
+        assert_eq!(stored(&replayed), stored(&s.state));
     }
-    assert_eq!(replayed.workflows, s.state.workflows);
-    assert_eq!(replayed.agents, s.state.agents);
-    assert_eq!(replayed.pool_usage, s.state.pool_usage);
+    let replayed = fold(PartitionState::new(EngineConfig::default()));
     assert_eq!(replayed.timers, s.state.timers);
     assert_eq!(replayed.queue_depths(), s.state.queue_depths());
-    // A projections-only fold (replay) stores the same projections.
-    let mut projected = PartitionState::projections_only(EngineConfig::default());
-    for f in &s.journal {
-        projected.evolve(f);
-    }
-    assert_eq!(projected.workflows, s.state.workflows);
-    assert_eq!(projected.agents, s.state.agents);
-    assert_eq!(projected.pool_usage, s.state.pool_usage);
-    let stored = |s: &PartitionState| bincode::serialize(&s.bottlenecks).unwrap();
-    assert_eq!(stored(&projected), stored(&s.state));
+    let projected = fold(PartitionState::projections_only(EngineConfig::default()));
     assert!(projected.timers.is_empty() && projected.queue_depths().is_empty());
 }
 
