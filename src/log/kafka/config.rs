@@ -23,6 +23,11 @@ pub const PINNED: &[&str] = &[
     "allow.auto.create.topics",
     "bootstrap.servers",
     "group.id",
+    // Readers tell "the end" from "not yet" by it.
+    "enable.partition.eof",
+    // The engine's rebalance handling is written for incremental
+    // (cooperative) assignment.
+    "partition.assignment.strategy",
 ];
 
 /// How to reach the brokers and tune the clients.
@@ -117,11 +122,16 @@ impl KafkaConfig {
         let mut c = self.base();
         c.set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("linger.ms", self.linger_ms.to_string())
-            .set("batch.num.messages", "10000")
-            .set("queue.buffering.max.messages", "1000000")
-            .set("queue.buffering.max.kbytes", "1048576")
             .remove("allow.auto.create.topics");
+        self.defaults(
+            &mut c,
+            &[
+                ("linger.ms", &self.linger_ms.to_string()),
+                ("batch.num.messages", "10000"),
+                ("queue.buffering.max.messages", "1000000"),
+                ("queue.buffering.max.kbytes", "1048576"),
+            ],
+        );
         c
     }
 
@@ -132,16 +142,26 @@ impl KafkaConfig {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "true")
-            .set("auto.offset.reset", "error")
-            .set("fetch.min.bytes", "1")
-            .set("queued.min.messages", "200000");
-        self.default_fetch_wait(&mut c);
+            .set("auto.offset.reset", "error");
+        self.defaults(
+            &mut c,
+            &[
+                ("fetch.min.bytes", "1"),
+                ("queued.min.messages", "200000"),
+                ("fetch.wait.max.ms", &self.fetch_wait_ms.to_string()),
+            ],
+        );
         c
     }
 
-    fn default_fetch_wait(&self, c: &mut ClientConfig) {
-        if !self.properties.contains_key("fetch.wait.max.ms") {
-            c.set("fetch.wait.max.ms", self.fetch_wait_ms.to_string());
+    /// Sets Baton's tuning where the properties do not: the user's
+    /// `[kafka]` table wins over every default (only [`PINNED`] keys are
+    /// Baton's alone).
+    fn defaults(&self, c: &mut ClientConfig, defaults: &[(&str, &str)]) {
+        for (k, v) in defaults {
+            if !self.properties.contains_key(*k) {
+                c.set(*k, *v);
+            }
         }
     }
 
@@ -161,15 +181,14 @@ impl KafkaConfig {
             // metadata is unchanged (tansu 0.6 after a member expires) need
             // to see the group has changed.
             .set("partition.assignment.strategy", "cooperative-sticky");
-        self.default_fetch_wait(&mut c);
-        for (k, default) in [
-            ("session.timeout.ms", "6000"),
-            ("heartbeat.interval.ms", "1000"),
-        ] {
-            if !self.properties.contains_key(k) {
-                c.set(k, default);
-            }
-        }
+        self.defaults(
+            &mut c,
+            &[
+                ("fetch.wait.max.ms", &self.fetch_wait_ms.to_string()),
+                ("session.timeout.ms", "6000"),
+                ("heartbeat.interval.ms", "1000"),
+            ],
+        );
         c
     }
 }
@@ -194,6 +213,26 @@ mod tests {
         let e = c.validate().unwrap_err();
         assert!(e.contains("`acks`"), "{e}");
         assert!(KafkaConfig::new(" ").validate().is_err());
+    }
+
+    #[test]
+    fn tuning_defaults_yield_to_the_properties() {
+        let mut c = KafkaConfig::new("127.0.0.1:9092");
+        assert_eq!(c.producer().get("linger.ms"), Some("1"));
+        assert_eq!(c.reader().get("queued.min.messages"), Some("200000"));
+        c.properties.insert("linger.ms".into(), "5".into());
+        c.properties
+            .insert("queued.min.messages".into(), "1000".into());
+        c.properties
+            .insert("session.timeout.ms".into(), "30000".into());
+        assert!(c.validate().is_ok());
+        assert_eq!(c.producer().get("linger.ms"), Some("5"));
+        assert_eq!(c.reader().get("queued.min.messages"), Some("1000"));
+        assert_eq!(c.group("g").get("session.timeout.ms"), Some("30000"));
+        assert_eq!(c.producer().get("acks"), Some("all"));
+        c.properties
+            .insert("partition.assignment.strategy".into(), "range".into());
+        assert!(c.validate().is_err());
     }
 
     #[test]
