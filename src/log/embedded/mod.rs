@@ -83,6 +83,7 @@
 //! and topics another process added, accepting only frames that validate, so
 //! a batch still being written is invisible until complete.
 
+mod chunks;
 mod config;
 mod files;
 mod format;

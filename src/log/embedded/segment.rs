@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::chunks::Chunk;
 use super::files::read_at_most;
 use super::format::{crc_ok, decode_frame, parse_header, FrameHeader, HEADER_LEN};
 use crate::log::{LogError, Offset, StoredRecord};
@@ -289,8 +290,8 @@ pub(crate) fn read_records(
 }
 
 fn read_chunk(plan: &ReadPlan, pos: u64, size: u64) -> Result<Bytes, LogError> {
-    let mut buf = vec![0u8; size as usize];
-    let got = read_at_most(&plan.file, pos, &mut buf)
+    let mut buf = Chunk::with_len(size as usize);
+    let got = read_at_most(&plan.file, pos, buf.as_mut())
         .map_err(|e| LogError::io(format!("read {} at byte {pos}", plan.path.display()), e))?;
     if (got as u64) < size {
         return Err(corrupt(
@@ -299,7 +300,7 @@ fn read_chunk(plan: &ReadPlan, pos: u64, size: u64) -> Result<Bytes, LogError> {
             "file is shorter than its valid length".into(),
         ));
     }
-    Ok(Bytes::from(buf))
+    Ok(buf.freeze())
 }
 
 #[cfg(test)]
