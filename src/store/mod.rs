@@ -14,8 +14,8 @@
 //! Keys: `w/<workflow id>`, `a/<agent id>`, `p/<pool>`, `b/stats` (the
 //! bottleneck projection, see `domain::bottleneck`), `c/…` (the
 //! correlation index, see [`index`]), `m/checkpoint`, `m/format`. Values:
-//! bincode of the domain types; a workflow's value is followed by its
-//! journal offsets. The format version is
+//! bincode (varint, see [`value_options`]) of the domain types; a
+//! workflow's value is followed by its journal offsets. The format version is
 //! bumped whenever a stored type changes shape; a store with another version
 //! is rebuilt from the journal (see `docs` in the README).
 
@@ -26,6 +26,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
+use bincode::Options as _;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::bottleneck::Stats;
@@ -34,8 +35,9 @@ use crate::domain::events::Usage;
 pub use index::JournalIndex;
 pub use scan::{store_path, WorkflowScan};
 
-/// Bump when a stored type changes shape.
-pub const FORMAT_VERSION: u32 = 5;
+/// Bump when a stored type changes shape (or its encoding: 6 moved the
+/// values from fixed-width to varint bincode).
+pub const FORMAT_VERSION: u32 = 6;
 
 /// Key of the bottleneck projection of the partition.
 const BOTTLENECKS_KEY: &[u8] = b"b/stats";
@@ -105,24 +107,15 @@ impl PreparedFlush {
             batch.insert(index::loose_key(c, *o), &[]);
         }
         for a in &self.agents {
-            batch.insert(key("a/", &a.id), bincode::serialize(a).unwrap_or_default());
+            batch.insert(key("a/", &a.id), to_value(a));
         }
         for (pool, usage) in &self.pools {
-            batch.insert(
-                key("p/", pool),
-                bincode::serialize(usage).unwrap_or_default(),
-            );
+            batch.insert(key("p/", pool), to_value(usage));
         }
         if let Some(stats) = &self.bottlenecks {
-            batch.insert(
-                BOTTLENECKS_KEY.to_vec(),
-                bincode::serialize(stats).unwrap_or_default(),
-            );
+            batch.insert(BOTTLENECKS_KEY.to_vec(), to_value(stats));
         }
-        batch.insert(
-            b"m/checkpoint".to_vec(),
-            bincode::serialize(&self.checkpoint).unwrap_or_default(),
-        );
+        batch.insert(b"m/checkpoint".to_vec(), to_value(&self.checkpoint));
         batch
     }
 }
@@ -148,6 +141,24 @@ pub fn evict_finished(state: &mut PartitionState, index: &mut JournalIndex, ids:
     }
 }
 
+/// How every stored value is encoded: bincode with varint integers and
+/// lengths (`DefaultOptions`; trailing bytes rejected except after a
+/// workflow, whose journal offsets follow it). Fixed-width bincode made a
+/// workflow's value about twice as big, mostly zero bytes, and sled's cost
+/// per insert (copying, logging, segment cleaning) grows with the bytes.
+fn value_options() -> impl bincode::Options + Copy {
+    bincode::DefaultOptions::new()
+}
+
+fn to_value<T: Serialize + ?Sized>(v: &T) -> Vec<u8> {
+    // Serialising a plain derived type into a Vec cannot fail.
+    value_options().serialize(v).unwrap_or_default()
+}
+
+fn from_value<T: for<'de> Deserialize<'de>>(v: &[u8]) -> bincode::Result<T> {
+    value_options().deserialize(v)
+}
+
 /// Appends a workflow's stored value to `out`: its bincode, then its
 /// journal offsets.
 fn write_workflow_value(wf: &WorkflowState, offsets: &[u64], out: &mut Vec<u8>) {
@@ -155,7 +166,7 @@ fn write_workflow_value(wf: &WorkflowState, offsets: &[u64], out: &mut Vec<u8>) 
     // derived Serialize of a plain struct does not raise; if it ever did,
     // drop the partial bincode and keep what `out` held before.
     let start = out.len();
-    if bincode::serialize_into(&mut *out, wf).is_err() {
+    if value_options().serialize_into(&mut *out, wf).is_err() {
         out.truncate(start);
     }
     index::encode_offsets(offsets, out);
@@ -164,7 +175,9 @@ fn write_workflow_value(wf: &WorkflowState, offsets: &[u64], out: &mut Vec<u8>) 
 /// Reverses [`write_workflow_value`].
 fn split_workflow_value(v: &[u8]) -> Result<(WorkflowState, Vec<u64>), String> {
     let mut rest = v;
-    let wf: WorkflowState = bincode::deserialize_from(&mut rest).map_err(|e| e.to_string())?;
+    let wf: WorkflowState = value_options()
+        .deserialize_from(&mut rest)
+        .map_err(|e| e.to_string())?;
     let offsets = index::decode_offsets(rest).ok_or("truncated journal offsets")?;
     Ok((wf, offsets))
 }
@@ -264,7 +277,7 @@ impl ProjectionStore {
                 source,
             })?;
         let store = ProjectionStore { db, tree, path };
-        match store.get::<u32>(b"m/format")? {
+        match store.format()? {
             Some(found) if found != FORMAT_VERSION => {
                 return Err(StoreError::Format {
                     path: store.path_str(),
@@ -280,9 +293,24 @@ impl ProjectionStore {
 
     /// Marks the store as holding this build's format.
     fn stamp_format(&self) -> Result<(), StoreError> {
-        let v = bincode::serialize(&FORMAT_VERSION).unwrap_or_default();
-        self.tree.insert(b"m/format", v).map_err(|e| self.sled(e))?;
+        let v = FORMAT_VERSION.to_le_bytes();
+        self.tree
+            .insert(b"m/format", &v)
+            .map_err(|e| self.sled(e))?;
         Ok(())
+    }
+
+    /// The stored format version. Four little-endian bytes in every
+    /// version (fixed-width bincode's `u32`, before format 6), so a store
+    /// of any version says which it is, whatever its values' encoding.
+    fn format(&self) -> Result<Option<u32>, StoreError> {
+        let Some(v) = self.tree.get(b"m/format").map_err(|e| self.sled(e))? else {
+            return Ok(None);
+        };
+        match <[u8; 4]>::try_from(v.as_ref()) {
+            Ok(b) => Ok(Some(u32::from_le_bytes(b))),
+            Err(_) => Err(self.corrupt(b"m/format", format!("{} bytes, expected 4", v.len()))),
+        }
     }
 
     /// Forgets every projection (the store then reads as new), for a
@@ -308,13 +336,11 @@ impl ProjectionStore {
     fn get<T: for<'de> Deserialize<'de>>(&self, k: &[u8]) -> Result<Option<T>, StoreError> {
         match self.tree.get(k).map_err(|e| self.sled(e))? {
             None => Ok(None),
-            Some(v) => bincode::deserialize(&v)
-                .map(Some)
-                .map_err(|e| StoreError::Corrupt {
-                    path: self.path_str(),
-                    key: String::from_utf8_lossy(k).into_owned(),
-                    reason: e.to_string(),
-                }),
+            Some(v) => from_value(&v).map(Some).map_err(|e| StoreError::Corrupt {
+                path: self.path_str(),
+                key: String::from_utf8_lossy(k).into_owned(),
+                reason: e.to_string(),
+            }),
         }
     }
 
@@ -322,7 +348,7 @@ impl ProjectionStore {
         let mut out = Vec::new();
         for kv in self.tree.scan_prefix(prefix.as_bytes()) {
             let (k, v) = kv.map_err(|e| self.sled(e))?;
-            out.push(bincode::deserialize(&v).map_err(|e| StoreError::Corrupt {
+            out.push(from_value(&v).map_err(|e| StoreError::Corrupt {
                 path: self.path_str(),
                 key: String::from_utf8_lossy(&k).into_owned(),
                 reason: e.to_string(),
@@ -368,7 +394,7 @@ impl ProjectionStore {
         } else if key.starts_with(b"c/") {
             return "correlation index entry".into();
         } else if key == BOTTLENECKS_KEY {
-            bincode::deserialize::<Stats>(value).map(|s| {
+            from_value::<Stats>(value).map(|s| {
                 format!(
                     "bottleneck projection: {} pools, {} capabilities, {} agents, {} step kinds, active {:?}",
                     s.pools.len(),
@@ -379,9 +405,9 @@ impl ProjectionStore {
                 )
             })
         } else if key.starts_with(b"a/") {
-            bincode::deserialize::<AgentView>(value).map(|v| format!("{v:?}"))
+            from_value::<AgentView>(value).map(|v| format!("{v:?}"))
         } else {
-            bincode::deserialize::<Usage>(value).map(|v| format!("{v:?}"))
+            from_value::<Usage>(value).map(|v| format!("{v:?}"))
         };
         text.unwrap_or_else(|e| format!("<undecodable: {e}>"))
     }
@@ -489,7 +515,7 @@ impl ProjectionStore {
         for kv in self.tree.scan_prefix(b"p/") {
             let (k, v) = kv.map_err(|e| self.sled(e))?;
             let pool = String::from_utf8_lossy(&k[2..]).into_owned();
-            let usage: Usage = bincode::deserialize(&v).unwrap_or_default();
+            let usage: Usage = from_value(&v).unwrap_or_default();
             state.pool_usage.insert(pool, usage);
         }
         if let Some(stats) = self.bottlenecks()? {
