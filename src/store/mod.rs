@@ -14,19 +14,19 @@
 //! Keys: `w/<workflow id>`, `a/<agent id>`, `p/<pool>`, `b/stats` (the
 //! bottleneck projection, see `domain::bottleneck`), `c/…` (the
 //! correlation index, see [`index`]), `m/checkpoint`, `m/format`. Values:
-//! bincode (varint, see [`value_options`]) of the domain types; a
+//! bincode (varint, see `values`) of the domain types; a
 //! workflow's value is followed by its journal offsets. The format version is
 //! bumped whenever a stored type changes shape; a store with another version
 //! is rebuilt from the journal (see `docs` in the README).
 
 pub mod index;
 mod scan;
+mod values;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
-use bincode::Options as _;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::bottleneck::Stats;
@@ -34,6 +34,7 @@ use crate::domain::engine::{AgentView, PartitionState, WorkflowState};
 use crate::domain::events::Usage;
 pub use index::JournalIndex;
 pub use scan::{store_path, WorkflowScan};
+use values::{from_value, split_workflow_value, to_value, write_workflow_value};
 
 /// Bump when a stored type changes shape (or its encoding: 6 moved the
 /// values from fixed-width to varint bincode).
@@ -139,47 +140,6 @@ pub fn evict_finished(state: &mut PartitionState, index: &mut JournalIndex, ids:
             index.forget(id);
         }
     }
-}
-
-/// How every stored value is encoded: bincode with varint integers and
-/// lengths (`DefaultOptions`; trailing bytes rejected except after a
-/// workflow, whose journal offsets follow it). Fixed-width bincode made a
-/// workflow's value about twice as big, mostly zero bytes, and sled's cost
-/// per insert (copying, logging, segment cleaning) grows with the bytes.
-fn value_options() -> impl bincode::Options + Copy {
-    bincode::DefaultOptions::new()
-}
-
-fn to_value<T: Serialize + ?Sized>(v: &T) -> Vec<u8> {
-    // Serialising a plain derived type into a Vec cannot fail.
-    value_options().serialize(v).unwrap_or_default()
-}
-
-fn from_value<T: for<'de> Deserialize<'de>>(v: &[u8]) -> bincode::Result<T> {
-    value_options().deserialize(v)
-}
-
-/// Appends a workflow's stored value to `out`: its bincode, then its
-/// journal offsets.
-fn write_workflow_value(wf: &WorkflowState, offsets: &[u64], out: &mut Vec<u8>) {
-    // Writing into a Vec fails only on a serialiser error, which the
-    // derived Serialize of a plain struct does not raise; if it ever did,
-    // drop the partial bincode and keep what `out` held before.
-    let start = out.len();
-    if value_options().serialize_into(&mut *out, wf).is_err() {
-        out.truncate(start);
-    }
-    index::encode_offsets(offsets, out);
-}
-
-/// Reverses [`write_workflow_value`].
-fn split_workflow_value(v: &[u8]) -> Result<(WorkflowState, Vec<u64>), String> {
-    let mut rest = v;
-    let wf: WorkflowState = value_options()
-        .deserialize_from(&mut rest)
-        .map_err(|e| e.to_string())?;
-    let offsets = index::decode_offsets(rest).ok_or("truncated journal offsets")?;
-    Ok((wf, offsets))
 }
 
 /// Writes prepared flushes; see [`ProjectionStore::prepare`].

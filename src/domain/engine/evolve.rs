@@ -273,11 +273,14 @@ impl PartitionState {
         workflow_id: &str,
         step_id: &str,
     ) -> Option<&mut super::state::StepState> {
-        let i = self.workflows.get(workflow_id)?.step_index(step_id)?;
-        self.mark_dirty(workflow_id);
-        self.workflows
-            .get_mut(workflow_id)
-            .map(|wf| &mut wf.steps[i])
+        // One lookup of the workflow (the fields are borrowed apart rather
+        // than through `mark_dirty`): this runs for most facts.
+        let wf = self.workflows.get_mut(workflow_id)?;
+        let i = wf.step_index(step_id)?;
+        if !self.dirty_workflows.contains(workflow_id) {
+            self.dirty_workflows.insert(workflow_id.to_string());
+        }
+        wf.steps.get_mut(i)
     }
 
     /// A step attempt enters its pool's queue as new demand (first
