@@ -65,7 +65,7 @@ pub enum StoreError {
         key: String,
         reason: String,
     },
-    #[error("projection store {path} has format version {found}, this build uses {expected}; move it aside to rebuild it from the journal")]
+    #[error("projection store {path} has format version {found}, this build uses {expected}; the engine (`baton run`, `baton demo`) rebuilds it from the journal when it starts")]
     Format {
         path: String,
         found: u32,
@@ -249,6 +249,32 @@ impl ProjectionStore {
             None => store.stamp_format()?,
         }
         Ok(store)
+    }
+
+    /// [`open`](Self::open) for the engine: a store written in another
+    /// format version is emptied (and stamped with this one) instead of
+    /// refused, so the partition rebuilds it from the journal, the truth
+    /// every projection is derived from. Returns the version it replaced.
+    pub fn open_rebuilding_other_formats(
+        data_dir: &Path,
+        partition: u32,
+    ) -> Result<(Self, Option<u32>), StoreError> {
+        match Self::open(data_dir, partition) {
+            Err(StoreError::Format { found, .. }) => {
+                let path = store_path(data_dir, partition);
+                let db = shared_db(&path, ENGINE_CACHE_BYTES)?;
+                let tree = db
+                    .open_tree("projections")
+                    .map_err(|source| StoreError::Sled {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
+                let store = ProjectionStore { db, tree, path };
+                store.clear()?;
+                Ok((store, Some(found)))
+            }
+            other => other.map(|s| (s, None)),
+        }
     }
 
     /// Marks the store as holding this build's format.

@@ -90,5 +90,11 @@ mod tests {
             }) => assert_eq!(expected, FORMAT_VERSION),
             other => panic!("expected a format mismatch, got {:?}", other.map(|_| ())),
         }
+        // The engine's open empties it instead (it rebuilds from the journal).
+        let (store, replaced) =
+            ProjectionStore::open_rebuilding_other_formats(dir.path(), 0).unwrap();
+        assert_eq!(replaced, Some(5));
+        assert!(store.checkpoint().unwrap().is_none());
+        assert!(ProjectionStore::open(dir.path(), 0).is_ok());
     }
 }

@@ -15,7 +15,16 @@ impl<'a> Loop<'a> {
         p: u32,
         takeover_quiet: Duration,
     ) -> Result<Loop<'a>, EngineError> {
-        let store = ProjectionStore::open(&engine.options.data_dir, p)?;
+        let (store, replaced) =
+            ProjectionStore::open_rebuilding_other_formats(&engine.options.data_dir, p)?;
+        if let Some(found) = replaced {
+            tracing::warn!(
+                partition = p,
+                found,
+                expected = crate::store::FORMAT_VERSION,
+                "the partition's store was written in another format version; rebuilding it from the journal"
+            );
+        }
         let mut state = PartitionState::new(engine.config.clone());
         state.producer = format!("baton-engine/{p}");
         let mut finished = crate::engine::bloom::Bloom::new(24);
