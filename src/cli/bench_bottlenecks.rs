@@ -136,12 +136,12 @@ pub fn measure(workflows: u64, rounds: usize, observations: u64) -> Value {
     let before = rss();
     feed(&mut stats, 0, observations);
     let after_1x = rss();
-    let bytes_1x = bincode::serialize(&stats).map_or(0, |b| b.len());
+    let bytes_1x = crate::store::values::to_value(&stats).len();
     let t = Instant::now();
     feed(&mut stats, observations, observations * 10);
     let ns_per_attempt = t.elapsed().as_nanos() as f64 / (observations * 10) as f64;
     let after_11x = rss();
-    let bytes_11x = bincode::serialize(&stats).map_or(0, |b| b.len());
+    let bytes_11x = crate::store::values::to_value(&stats).len();
 
     json!({
         "workload": {"workflows": workflows, "agents": 20, "facts": facts.len(), "rounds": rounds},

@@ -21,7 +21,7 @@
 
 pub mod index;
 mod scan;
-mod values;
+pub(crate) mod values;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -39,6 +39,9 @@ use values::{from_value, split_workflow_value, to_value, write_workflow_value};
 /// Bump when a stored type changes shape (or its encoding: 6 moved the
 /// values from fixed-width to varint bincode).
 pub const FORMAT_VERSION: u32 = 6;
+
+/// Key of the store's format version (see [`ProjectionStore::clear`]).
+const FORMAT_KEY: &[u8] = b"m/format";
 
 /// Key of the bottleneck projection of the partition.
 const BOTTLENECKS_KEY: &[u8] = b"b/stats";
@@ -280,9 +283,7 @@ impl ProjectionStore {
     /// Marks the store as holding this build's format.
     fn stamp_format(&self) -> Result<(), StoreError> {
         let v = FORMAT_VERSION.to_le_bytes();
-        self.tree
-            .insert(b"m/format", &v)
-            .map_err(|e| self.sled(e))?;
+        self.tree.insert(FORMAT_KEY, &v).map_err(|e| self.sled(e))?;
         Ok(())
     }
 
@@ -290,19 +291,42 @@ impl ProjectionStore {
     /// version (fixed-width bincode's `u32`, before format 6), so a store
     /// of any version says which it is, whatever its values' encoding.
     fn format(&self) -> Result<Option<u32>, StoreError> {
-        let Some(v) = self.tree.get(b"m/format").map_err(|e| self.sled(e))? else {
+        let Some(v) = self.tree.get(FORMAT_KEY).map_err(|e| self.sled(e))? else {
             return Ok(None);
         };
         match <[u8; 4]>::try_from(v.as_ref()) {
             Ok(b) => Ok(Some(u32::from_le_bytes(b))),
-            Err(_) => Err(self.corrupt(b"m/format", format!("{} bytes, expected 4", v.len()))),
+            Err(_) => Err(self.corrupt(FORMAT_KEY, format!("{} bytes, expected 4", v.len()))),
         }
     }
 
     /// Forgets every projection (the store then reads as new), for a
     /// rebuild from the journal.
+    ///
+    /// sled's own `clear` removes keys one by one in key order, so a crash
+    /// midway could leave old values under a fresh format stamp. Here the
+    /// format key goes last: an interrupted clear leaves a store that still
+    /// names the version its remaining values are in, and is cleared again.
     pub fn clear(&self) -> Result<(), StoreError> {
-        self.tree.clear().map_err(|e| self.sled(e))?;
+        const CHUNK: usize = 10_000;
+        let mut batch = sled::Batch::default();
+        let mut in_batch = 0;
+        for k in self.tree.iter().keys() {
+            let k = k.map_err(|e| self.sled(e))?;
+            if k.as_ref() == FORMAT_KEY {
+                continue;
+            }
+            batch.remove(k);
+            in_batch += 1;
+            if in_batch == CHUNK {
+                self.tree
+                    .apply_batch(std::mem::take(&mut batch))
+                    .map_err(|e| self.sled(e))?;
+                in_batch = 0;
+            }
+        }
+        self.tree.apply_batch(batch).map_err(|e| self.sled(e))?;
+        self.tree.flush().map_err(|e| self.sled(e))?;
         self.stamp_format()?;
         self.tree.flush().map_err(|e| self.sled(e))?;
         Ok(())

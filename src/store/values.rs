@@ -80,6 +80,7 @@ mod tests {
             let store = ProjectionStore::open(dir.path(), 0).unwrap();
             // What format 5 (fixed-width bincode of a u32) wrote.
             store.tree.insert(b"m/format", &5u32.to_le_bytes()).unwrap();
+            store.tree.insert(b"w/old", &[0u8; 40][..]).unwrap();
             store.tree.flush().unwrap();
         }
         let reopened = ProjectionStore::open(dir.path(), 1).map(|_| ());
@@ -95,6 +96,7 @@ mod tests {
             ProjectionStore::open_rebuilding_other_formats(dir.path(), 0).unwrap();
         assert_eq!(replaced, Some(5));
         assert!(store.checkpoint().unwrap().is_none());
+        assert_eq!(store.entries().count(), 0, "old values are gone");
         assert!(ProjectionStore::open(dir.path(), 0).is_ok());
     }
 }
