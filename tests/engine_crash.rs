@@ -3,8 +3,9 @@
 //! ingress, restarted each time, then run to completion. Afterwards every
 //! submission is reflected in the journal exactly once (one
 //! WorkflowAccepted each, no duplicate-workflow rejections, no journal
-//! event id twice) and each partition's projection store equals a fresh
-//! refold of its journal.
+//! event id twice), every agent, registered once on its home partition, is
+//! registered exactly once on every partition and got work there, and each
+//! partition's projection store equals a fresh refold of its journal.
 
 use std::collections::{BTreeMap, HashSet};
 use std::process::{Command, Stdio};
@@ -52,17 +53,20 @@ async fn prepare(log: &EmbeddedLog, codec: &Codec, topics: &Topics) {
             labels: BTreeMap::new(),
             heartbeat_interval_ms: 3_600_000,
         };
-        for p in 0..PARTITIONS {
-            n += 1;
-            let v = codec.encode(&envelope(n, reg.clone().into())).unwrap();
-            log.append(
-                &topics.ingress(),
-                p,
-                vec![ProducerRecord::new(None, Bytes::from(v))],
-            )
-            .await
-            .unwrap();
-        }
+        // Once, on the agent's home partition: the engine forwards it to
+        // the others (which the kills below must not lose or duplicate).
+        n += 1;
+        let v = codec.encode(&envelope(n, reg.clone().into())).unwrap();
+        log.append(
+            &topics.ingress(),
+            partition_for_key(reg.agent_id.as_bytes(), PARTITIONS),
+            vec![ProducerRecord::new(
+                Some(Bytes::from(reg.agent_id.clone())),
+                Bytes::from(v),
+            )],
+        )
+        .await
+        .unwrap();
     }
     let mut by_p: BTreeMap<u32, Vec<ProducerRecord>> = BTreeMap::new();
     for i in 0..WORKFLOWS {
@@ -229,6 +233,7 @@ async fn engine_survives_sigkill_with_effectively_once_results() {
     let mut accepted: BTreeMap<String, u32> = BTreeMap::new();
     let mut ids = HashSet::new();
     for p in 0..PARTITIONS {
+        let (mut registered, mut assigned) = (BTreeMap::<String, u32>::new(), 0u64);
         for r in log.read(&topics.journal(), p, 0, usize::MAX).await.unwrap() {
             let e = codec.decode(&r.value).unwrap();
             assert!(
@@ -237,6 +242,10 @@ async fn engine_survives_sigkill_with_effectively_once_results() {
                 e.event_id
             );
             match &e.payload {
+                Payload::AgentRegistered(a) => {
+                    *registered.entry(a.agent_id.clone()).or_default() += 1
+                }
+                Payload::StepAssigned(_) => assigned += 1,
                 Payload::WorkflowAccepted(a) => {
                     *accepted.entry(a.workflow_id.clone()).or_default() += 1
                 }
@@ -247,6 +256,12 @@ async fn engine_survives_sigkill_with_effectively_once_results() {
                 _ => {}
             }
         }
+        let expected: BTreeMap<String, u32> = (0..4).map(|a| (format!("agent-{a}"), 1)).collect();
+        assert_eq!(
+            registered, expected,
+            "partition {p}: each agent registered once"
+        );
+        assert!(assigned > 0, "partition {p}: the forwarded agents got work");
     }
     assert_eq!(accepted.len() as u64, WORKFLOWS);
     let final_total = ids.len() as u64;

@@ -69,8 +69,8 @@ fn submission(i: u64) -> SubmitWorkflow {
     }
 }
 
-/// Fills the ingress: agents on every partition, then the submissions keyed
-/// by workflow id. Returns (records, produce seconds).
+/// Fills the ingress: each agent once, on its home partition, then the
+/// submissions keyed by workflow id. Returns (records, produce seconds).
 async fn prepare(
     log: &KafkaLog,
     codec: &Codec,
@@ -90,16 +90,18 @@ async fn prepare(
             labels: BTreeMap::new(),
             heartbeat_interval_ms: 3_600_000,
         };
-        for p in 0..partitions {
-            let v = codec.encode(&envelope(reg.clone().into(), &reg.agent_id))?;
-            log.append(
-                &topics.ingress(),
-                p,
-                vec![ProducerRecord::new(None, v.into())],
-            )
-            .await?;
-            count += 1;
-        }
+        // Once, on the agent's home partition (the engine forwards it).
+        let v = codec.encode(&envelope(reg.clone().into(), &reg.agent_id))?;
+        log.append(
+            &topics.ingress(),
+            partition_for_key(reg.agent_id.as_bytes(), partitions),
+            vec![ProducerRecord::new(
+                Some(reg.agent_id.clone().into_bytes().into()),
+                v.into(),
+            )],
+        )
+        .await?;
+        count += 1;
     }
     let mut batches: Vec<Vec<ProducerRecord>> = vec![Vec::new(); partitions as usize];
     for i in 0..workflows {
@@ -227,7 +229,10 @@ pub async fn measure(global: &GlobalArgs, workflows: u64) -> anyhow::Result<Valu
         tokio::task::spawn_blocking(move || raw_consume(&k, &topic, partitions, total)).await??
     };
     let log: Arc<dyn EventLog> = kafka.clone();
-    let (engine_s, stats) = engine_catch_up(log, &codec, &topics, partitions, total).await?;
+    // The engine also reads the registrations it forwards itself.
+    let forwarded = u64::from(AGENTS) * u64::from(partitions.saturating_sub(1));
+    let (engine_s, stats) =
+        engine_catch_up(log, &codec, &topics, partitions, total + forwarded).await?;
     // Every record the engine wrote: the topics are fresh, so their ends
     // are the counts.
     let mut written = 0u64;

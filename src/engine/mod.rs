@@ -12,6 +12,7 @@
 pub mod audit;
 pub mod bloom;
 pub mod estimate;
+pub mod fanout;
 pub mod history;
 pub mod live;
 pub mod partition;

@@ -66,7 +66,11 @@ struct Loop<'a> {
     ingress_next: u64,
     facts_since_flush: u64,
     last_flush: Instant,
+    /// Partition counts of the topics results go to (ingress included:
+    /// agent lifecycle facts are forwarded to the other partitions).
     result_partitions: BTreeMap<String, u32>,
+    /// The ingress topic's name.
+    ingress: String,
     /// Reused between iterations: a fresh multi-megabyte buffer per batch
     /// cost more in page faults than the decisions themselves.
     journal_buf: Vec<(Option<u64>, Envelope)>,
@@ -241,6 +245,16 @@ impl<'a> Loop<'a> {
                 topic,
                 partition_for_key(key.as_bytes(), n),
                 ProducerRecord::new(Some(Bytes::from(key)), value),
+            );
+        }
+        let ingress_partitions = self.result_partitions.get(&self.ingress).copied();
+        for (q, env) in super::fanout::fanout_for(fact, self.p, ingress_partitions.unwrap_or(1)) {
+            let key = Bytes::from(env.correlation_id.clone());
+            let value = Bytes::from(self.engine.codec.encode(&env)?);
+            outbox.push(
+                self.ingress.clone(),
+                q,
+                ProducerRecord::new(Some(key), value),
             );
         }
         Ok(())

@@ -163,17 +163,14 @@ impl Agents {
             if a.absent && a.cfg.joins_after.is_some_and(|d| elapsed >= d) {
                 a.absent = false;
                 tracing::info!(agent = %a.cfg.id, "simulated agent joins");
-                for partition in 0..out.partitions() {
-                    let event = out.envelope(&a.cfg.id, &a.cfg.id, at, payload(&a.cfg, 0));
-                    out.push(partition, &a.cfg.id, &event)?;
-                }
+                push_lifecycle(out, &a.cfg.id, at, payload(&a.cfg, 0))?;
             }
         }
         Ok(())
     }
 
-    /// Pushes one lifecycle event per agent (not silenced) to every ingress
-    /// partition.
+    /// Pushes one lifecycle event per agent (not silenced) to its home
+    /// ingress partition; the engine forwards it to the others.
     pub(crate) fn lifecycle(
         &self,
         out: &mut Outbox,
@@ -181,10 +178,7 @@ impl Agents {
         payload: impl Fn(&SimAgentConfig, u32) -> Payload,
     ) -> Result<(), SimError> {
         for a in self.agents.iter().filter(|a| !a.silent && !a.absent) {
-            for partition in 0..out.partitions() {
-                let event = out.envelope(&a.cfg.id, &a.cfg.id, at, payload(&a.cfg, a.in_flight));
-                out.push(partition, &a.cfg.id, &event)?;
-            }
+            push_lifecycle(out, &a.cfg.id, at, payload(&a.cfg, a.in_flight))?;
         }
         Ok(())
     }
@@ -389,6 +383,19 @@ impl Agents {
         };
         report(out, &key.workflow_id, &ag.cfg.id, at, succeeded)
     }
+}
+
+/// Pushes an agent's lifecycle event (register, heartbeat, deregister) to
+/// the agent's home ingress partition, keyed by its id, as any agent does.
+fn push_lifecycle(
+    out: &mut Outbox,
+    agent_id: &str,
+    at: Timestamp,
+    payload: Payload,
+) -> Result<(), SimError> {
+    let event = out.envelope(agent_id, agent_id, at, payload);
+    let home = crate::engine::fanout::home_partition(agent_id, out.partitions());
+    out.push(home, agent_id, &event)
 }
 
 /// Pushes a workflow event to its workflow's ingress partition.

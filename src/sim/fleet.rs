@@ -328,8 +328,8 @@ pub async fn run_fleet(
     Ok(agents.stats)
 }
 
-/// Appends a DeregisterAgent for every agent of `agents` to every ingress
-/// partition (for a clean shutdown after [`run_fleet`] returned).
+/// Appends a DeregisterAgent for every agent of `agents` to its home
+/// ingress partition (for a clean shutdown after [`run_fleet`] returned).
 pub async fn deregister_fleet(
     log: &dyn EventLog,
     codec: Codec,

@@ -9,8 +9,9 @@
 //! - Workflow events (SubmitWorkflow, StepStarted/Succeeded/Failed/Declined)
 //!   are keyed by workflow id and go to `murmur2(workflow_id) % P` of the
 //!   ingress topic; agent lifecycle events (RegisterAgent, AgentHeartbeat,
-//!   DeregisterAgent) are keyed by agent id and written to *every* ingress
-//!   partition, because every partition's scheduler needs to know the agent.
+//!   DeregisterAgent) are keyed by agent id and written once, to the agent's
+//!   home partition; the engine forwards them to the other partitions
+//!   (`engine::fanout`), as it does for any agent.
 //! - Every envelope gets a fresh random `event_id` (from an entropy-seeded
 //!   generator, never the simulation seed, so two runs with the same seed do
 //!   not collide in the engine's dedup window), `correlation_id` = workflow

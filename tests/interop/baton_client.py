@@ -4,15 +4,17 @@
 It plays two roles, as a real deployment would split them:
   * a *user* that submits workflows to `<prefix>ingress` and watches
     `<prefix>status` until each workflow succeeds;
-  * an *agent* that registers itself on every ingress partition, takes the
+  * an *agent* that registers itself once (keyed by its id; Baton forwards
+    the registration to every partition's scheduler), takes the
     steps Baton assigns to it from `<prefix>assignments` and reports them
     done on `<prefix>ingress`.
 
 Every event is a Baton envelope in Avro single-object encoding: C3 01, the
 8-byte CRC-64-AVRO fingerprint of the envelope schema (little-endian), then
 the Avro binary datum. The schema comes from `baton schemas --bundle`.
-Workflow events are keyed by workflow id and partitioned with murmur2 (the
-Java client's default), so they land where Baton expects them.
+Workflow events are keyed by workflow id, agent events by agent id, and
+partitioned with murmur2 (the Java client's default), so they land where
+Baton expects them.
 
 Prints one JSON summary line; exits 0 when every workflow succeeded.
 """
@@ -110,8 +112,9 @@ def main():
     if partitions == 0:
         sys.exit(f"topic {ingress} does not exist: start `baton run` first")
 
-    # The agent registers on every ingress partition: each engine partition
-    # schedules its own workflows and must know the agent.
+    # The agent registers once, keyed by its id: the engine partition it
+    # lands on (the agent's home) forwards it to the other partitions, and
+    # judges the agent's health for all of them.
     register = {
         "agent_id": agent,
         "pool": "python",
@@ -121,9 +124,8 @@ def main():
         "labels": {"language": "python"},
         "heartbeat_interval_ms": 60_000,
     }
-    for p in range(partitions):
-        value = codec.encode("RegisterAgent", register, agent, agent)
-        producer.produce(ingress, key=agent, value=value, partition=p)
+    value = codec.encode("RegisterAgent", register, agent, agent)
+    producer.produce(ingress, key=agent, value=value)
 
     workflows = [f"py-wf-{run}-{i}" for i in range(args.workflows)]
     for wf in workflows:

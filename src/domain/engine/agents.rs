@@ -1,8 +1,9 @@
 //! Agent rules: registration, heartbeats, draining, health (Healthy →
 //! Degraded → Lost) and what losing an agent means for its steps. The
-//! partition keeps its own view of every agent (agent lifecycle events are
-//! written to every partition), and its scheduler's capacity accounting is
-//! exact within the partition.
+//! partition keeps its own view of every agent (an agent's lifecycle events
+//! reach every partition: the agent's home partition forwards them, see
+//! `engine::fanout`), and its scheduler's capacity accounting is exact
+//! within the partition.
 
 use super::decide::{reject, Ctx, Rejection};
 use super::state::{AgentView, PartitionState, StepStatus};
@@ -29,7 +30,8 @@ impl PartitionState {
             self.timers.remove(&(t, key.clone()));
         }
         if let Some(a) = self.agents.get(agent_id) {
-            if a.health != AgentHealth::Lost {
+            // A forwarded agent's liveness is judged by its home partition.
+            if a.health != AgentHealth::Lost && !a.forwarded() {
                 let due = self.heartbeat_due_at(a);
                 self.timers.insert((due, key));
             }
@@ -82,6 +84,10 @@ impl PartitionState {
         self.known_agent(&h.agent_id)?;
         self.emit(ctx, h.clone());
         let a = &self.agents[&h.agent_id];
+        if a.forwarded() {
+            // Its home partition judges its health and forwards the verdict.
+            return Ok(());
+        }
         let failing = a.successes + a.failures >= self.config.min_outcomes
             && a.error_rate() >= self.config.degraded_error_rate;
         let (from, to, reason) = match (a.health, failing) {
@@ -118,6 +124,73 @@ impl PartitionState {
         Ok(())
     }
 
+    /// A forwarded agent's view, or the rejection of a health verdict for
+    /// an agent this partition judges itself.
+    fn forwarded_agent(&self, agent_id: &str, what: &str) -> Result<&AgentView, Rejection> {
+        let a = self.known_agent(agent_id)?;
+        if !a.forwarded() {
+            return Err(reject(
+                "not_ingress",
+                format!(
+                    "{what} for agent `{agent_id}` is accepted on ingress only from the agent's \
+                     home partition, and this partition judges that agent itself"
+                ),
+            ));
+        }
+        Ok(a)
+    }
+
+    /// The home partition's health verdict on a forwarded agent.
+    pub(crate) fn forwarded_health(
+        &mut self,
+        ctx: &mut Ctx,
+        c: &AgentHealthChanged,
+    ) -> Result<(), Rejection> {
+        let a = self.forwarded_agent(&c.agent_id, "AgentHealthChanged")?;
+        if c.to == AgentHealth::Lost {
+            return self.lose_forwarded(ctx, &c.agent_id);
+        }
+        if a.health == c.to {
+            return Ok(());
+        }
+        let from = a.health;
+        self.emit(
+            ctx,
+            AgentHealthChanged {
+                agent_id: c.agent_id.clone(),
+                from,
+                to: c.to,
+                reason: c.reason.clone(),
+            },
+        );
+        Ok(())
+    }
+
+    /// The home partition lost a forwarded agent: so does this partition,
+    /// re-queueing what the agent holds here.
+    pub(crate) fn forwarded_loss(&mut self, ctx: &mut Ctx, l: &AgentLost) -> Result<(), Rejection> {
+        self.forwarded_agent(&l.agent_id, "AgentLost")?;
+        self.lose_forwarded(ctx, &l.agent_id)
+    }
+
+    fn lose_forwarded(&mut self, ctx: &mut Ctx, agent_id: &str) -> Result<(), Rejection> {
+        let a = self.forwarded_agent(agent_id, "AgentLost")?;
+        if a.health == AgentHealth::Lost {
+            return Ok(());
+        }
+        let last_heartbeat_at = a.last_heartbeat_at;
+        let requeued = self.held_by(agent_id);
+        self.emit(
+            ctx,
+            AgentLost {
+                agent_id: agent_id.into(),
+                last_heartbeat_at,
+                requeued,
+            },
+        );
+        Ok(())
+    }
+
     pub(crate) fn deregister(
         &mut self,
         ctx: &mut Ctx,
@@ -140,7 +213,7 @@ impl PartitionState {
         let Some(a) = self.agents.get(agent_id) else {
             return;
         };
-        if a.health == AgentHealth::Lost || self.heartbeat_due_at(a) > ctx.now {
+        if a.health == AgentHealth::Lost || a.forwarded() || self.heartbeat_due_at(a) > ctx.now {
             return;
         }
         let silent_ms = (ctx.now.0 - a.last_heartbeat_at.0) / 1000;

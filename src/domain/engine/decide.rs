@@ -146,6 +146,9 @@ impl PartitionState {
             Payload::RegisterAgent(r) => self.register(&mut ctx, r)?,
             Payload::AgentHeartbeat(h) => self.heartbeat(&mut ctx, h)?,
             Payload::DeregisterAgent(d) => self.deregister(&mut ctx, d)?,
+            // Verdicts an agent's home partition forwards (`engine::fanout`).
+            Payload::AgentHealthChanged(c) => self.forwarded_health(&mut ctx, c)?,
+            Payload::AgentLost(l) => self.forwarded_loss(&mut ctx, l)?,
             Payload::StepStarted(r) => {
                 let (_, i) =
                     self.check_report(&r.workflow_id, &r.step_id, r.attempt, &r.agent_id)?;

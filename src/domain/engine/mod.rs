@@ -24,7 +24,9 @@ mod timers;
 
 pub use config::EngineConfig;
 pub use decide::{Fact, Rejection};
-pub use state::{AgentView, PartitionState, StepState, StepStatus, WorkflowState};
+pub use state::{
+    AgentView, PartitionState, StepState, StepStatus, WorkflowState, HOME_PARTITION_LABEL,
+};
 pub use timers::TimerKey;
 #[cfg(test)]
 mod tests;

@@ -214,7 +214,18 @@ pub struct AgentView {
     pub usage: Usage,
 }
 
+/// The label of a forwarded registration: the partition that forwarded it
+/// (the agent's home). Labels under `baton.` are reserved.
+pub const HOME_PARTITION_LABEL: &str = "baton.home-partition";
+
 impl AgentView {
+    /// Known here through its home partition's forwarding (its registration
+    /// carries [`HOME_PARTITION_LABEL`]): the home judges its health, this
+    /// partition follows.
+    pub fn forwarded(&self) -> bool {
+        self.labels.contains_key(HOME_PARTITION_LABEL)
+    }
+
     /// May get new work.
     pub fn schedulable(&self) -> bool {
         !self.draining && !self.saturated && self.health != AgentHealth::Lost

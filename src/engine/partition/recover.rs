@@ -56,6 +56,7 @@ impl<'a> Loop<'a> {
         }
         let mut result_partitions = BTreeMap::new();
         for t in [
+            engine.topics.ingress(),
             engine.topics.assignments(),
             engine.topics.status(),
             engine.topics.alerts(),
@@ -75,6 +76,7 @@ impl<'a> Loop<'a> {
             facts_since_flush: 0,
             last_flush: Instant::now(),
             result_partitions,
+            ingress: engine.topics.ingress(),
             journal_buf: Vec::new(),
             pending_write: None,
             pending_evict: Vec::new(),

@@ -173,3 +173,131 @@ fn a_lagging_engine_judges_silence_only_up_to_what_it_has_read() {
     assert!(names(&f).contains(&"AgentLost"), "{:?}", names(&f));
     assert!(!s.state.timer_held(secs(10.0), secs(10.0)));
 }
+
+/// An agent as a non-home partition knows it: registered by its home's
+/// forwarding (the label names the home).
+fn forwarded_agent(id: &str, interval_ms: i64) -> Payload {
+    let Payload::RegisterAgent(mut r) = agent_hb(id, interval_ms) else {
+        unreachable!()
+    };
+    r.labels.insert(
+        crate::domain::engine::HOME_PARTITION_LABEL.into(),
+        "2".into(),
+    );
+    r.into()
+}
+
+fn heartbeat(id: &str) -> Payload {
+    AgentHeartbeat {
+        agent_id: id.into(),
+        in_flight: 0,
+        cpu: None,
+        memory_bytes: None,
+    }
+    .into()
+}
+
+#[test]
+fn a_forwarded_agent_is_never_judged_by_silence_here() {
+    let mut s = Spec::new().given(
+        0.0,
+        vec![
+            forwarded_agent("a1", 1000),
+            submit("wf", vec![step("a", &[])]),
+        ],
+    );
+    assert!(
+        s.state.workflows["wf"].steps[0].agent.is_some(),
+        "it gets work"
+    );
+    // Its home partition may lag: silence here proves nothing.
+    assert!(s.tick(60.0).is_empty());
+    assert!(
+        !s.state
+            .timers
+            .iter()
+            .any(|(_, k)| matches!(k, TimerKey::Heartbeat { .. })),
+        "no heartbeat timer for it"
+    );
+    // A forwarded heartbeat is recorded, with no verdict of this partition's.
+    assert_eq!(
+        names(&s.when(61.0, heartbeat("a1")).unwrap()),
+        ["AgentHeartbeat"]
+    );
+}
+
+#[test]
+fn the_home_partitions_verdicts_are_followed() {
+    // a1 holds the step; a2 joins after.
+    let mut s = Spec::new().given(
+        0.0,
+        vec![
+            forwarded_agent("a1", 1000),
+            submit("wf", vec![step("a", &[])]),
+            agent_hb("a2", 600_000),
+        ],
+    );
+    assert_eq!(
+        s.state.workflows["wf"].steps[0].agent.as_deref(),
+        Some("a1")
+    );
+    let degraded = AgentHealthChanged {
+        agent_id: "a1".into(),
+        from: AgentHealth::Healthy,
+        to: AgentHealth::Degraded,
+        reason: "no heartbeat for 1500 ms (interval 1000 ms)".into(),
+    };
+    let f = s.when(1.5, degraded.clone()).unwrap();
+    assert_eq!(names(&f), ["AgentHealthChanged"]);
+    assert_eq!(s.state.agents["a1"].health, AgentHealth::Degraded);
+    assert!(
+        s.when(1.6, degraded).unwrap().is_empty(),
+        "already degraded"
+    );
+    let lost = AgentLost {
+        agent_id: "a1".into(),
+        last_heartbeat_at: secs(0.0),
+        // The home's own steps; this partition re-queues its own.
+        requeued: vec![],
+    };
+    let f = s.when(3.0, lost.clone()).unwrap();
+    assert_eq!(names(&f)[0], "AgentLost");
+    let Payload::AgentLost(here) = &f[0].payload else {
+        unreachable!()
+    };
+    assert_eq!(here.requeued.len(), 1, "this partition's step of a1");
+    assert!(names(&f).contains(&"StepAssigned"), "{:?}", names(&f));
+    assert_eq!(
+        s.state.workflows["wf"].steps[0].agent.as_deref(),
+        Some("a2")
+    );
+    assert!(s.when(3.1, lost).unwrap().is_empty(), "already lost");
+    // Back: its next forwarded heartbeat makes it healthy here too.
+    let back = AgentHealthChanged {
+        agent_id: "a1".into(),
+        from: AgentHealth::Lost,
+        to: AgentHealth::Healthy,
+        reason: "heartbeat received".into(),
+    };
+    s.when(4.0, heartbeat("a1")).unwrap();
+    assert_eq!(names(&s.when(4.0, back).unwrap()), ["AgentHealthChanged"]);
+    assert!(s.state.agents["a1"].schedulable());
+}
+
+#[test]
+fn verdicts_on_agents_this_partition_judges_are_refused() {
+    let mut s = Spec::new().given(0.0, vec![agent_hb("a1", 1000)]);
+    let lost = AgentLost {
+        agent_id: "a1".into(),
+        last_heartbeat_at: secs(0.0),
+        requeued: vec![],
+    };
+    assert_eq!(s.when(1.0, lost).unwrap_err().code, "not_ingress");
+    let ghost = AgentHealthChanged {
+        agent_id: "ghost".into(),
+        from: AgentHealth::Healthy,
+        to: AgentHealth::Degraded,
+        reason: "?".into(),
+    };
+    assert_eq!(s.when(1.0, ghost).unwrap_err().code, "unknown_agent");
+}
