@@ -224,21 +224,20 @@ pub fn build(states: &[PartitionState], span: Span) -> FleetReport {
     };
     let secs = stats.span_s(window_ms, at).max(0.001);
 
-    // Agents: the freshest view of each, with this partition's load summed.
+    // Agents: the home partition's view of each (it judges the agent's
+    // health), else the freshest, with every partition's load summed.
     let mut agents: BTreeMap<String, AgentRow> = BTreeMap::new();
-    let mut freshest: BTreeMap<String, Timestamp> = BTreeMap::new();
+    let mut freshest: BTreeMap<String, (bool, Timestamp)> = BTreeMap::new();
     let mut local: BTreeMap<String, u64> = BTreeMap::new();
     for s in states {
         for a in s.agents.values() {
             *local.entry(a.id.clone()).or_default() +=
                 u64::from(s.agent_load(&a.id).map_or(0, |(n, _)| n));
-            if freshest
-                .get(&a.id)
-                .is_some_and(|t| *t >= a.last_heartbeat_at)
-            {
+            let rank = (!a.forwarded(), a.last_heartbeat_at);
+            if freshest.get(&a.id).is_some_and(|r| *r >= rank) {
                 continue;
             }
-            freshest.insert(a.id.clone(), a.last_heartbeat_at);
+            freshest.insert(a.id.clone(), rank);
             let health = if a.draining {
                 "draining".to_string()
             } else {

@@ -51,8 +51,10 @@ pub fn load_states(
 
 /// Merges one partition's views of agents into `fleet`, by agent id. Every
 /// partition sees every agent's lifecycle but only its own share of the
-/// work: counts and usage are summed; health, heartbeat and reported load
-/// come from the freshest heartbeat; the EWMA latency is the worst seen.
+/// work: counts and usage are summed; the EWMA latency is the worst seen;
+/// health, labels, heartbeat and reported load come from the agent's home
+/// partition (the one that judges it; its view carries no forwarding
+/// label), or from the freshest heartbeat when no home view is at hand.
 pub fn merge_agents(fleet: &mut BTreeMap<String, AgentView>, views: Vec<AgentView>) {
     for a in views {
         match fleet.get_mut(&a.id) {
@@ -60,12 +62,18 @@ pub fn merge_agents(fleet: &mut BTreeMap<String, AgentView>, views: Vec<AgentVie
                 seen.successes += a.successes;
                 seen.failures += a.failures;
                 seen.usage.add(&a.usage);
-                if a.last_heartbeat_at > seen.last_heartbeat_at {
+                seen.ewma_latency_ms = seen.ewma_latency_ms.max(a.ewma_latency_ms);
+                let authority = match (seen.forwarded(), a.forwarded()) {
+                    (true, false) => true,
+                    (false, true) => false,
+                    _ => a.last_heartbeat_at > seen.last_heartbeat_at,
+                };
+                if authority {
                     seen.health = a.health;
                     seen.last_heartbeat_at = a.last_heartbeat_at;
                     seen.reported_in_flight = a.reported_in_flight;
+                    seen.labels = a.labels;
                 }
-                seen.ewma_latency_ms = seen.ewma_latency_ms.max(a.ewma_latency_ms);
             }
             None => {
                 fleet.insert(a.id.clone(), a);
@@ -86,4 +94,75 @@ pub fn fleet(
         }
     }
     Ok(fleet)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::engine::HOME_PARTITION_LABEL;
+    use crate::domain::events::{AgentHealth, Timestamp, Usage};
+
+    fn view(health: AgentHealth, heartbeat: i64, forwarded: bool, successes: u64) -> AgentView {
+        let mut labels = BTreeMap::from([("team".to_string(), "a".to_string())]);
+        if forwarded {
+            labels.insert(HOME_PARTITION_LABEL.into(), "1".into());
+        }
+        AgentView {
+            id: "a1".into(),
+            pool: "default".into(),
+            capabilities: vec![],
+            capacity: 4,
+            weight: 1,
+            labels,
+            heartbeat_interval_ms: 1000,
+            health,
+            draining: false,
+            saturated: false,
+            last_heartbeat_at: Timestamp(heartbeat),
+            reported_in_flight: heartbeat as i32,
+            cpu: None,
+            memory_bytes: None,
+            successes,
+            failures: 0,
+            ewma_latency_ms: 0.0,
+            usage: Usage::default(),
+        }
+    }
+
+    #[test]
+    fn the_home_view_decides_health_and_labels_and_work_is_summed() {
+        use AgentHealth::*;
+        // (views in partition order) → (health, reported load, forwarded label shown)
+        let table = [
+            (
+                vec![view(Degraded, 9, true, 1), view(Healthy, 5, false, 2)],
+                (Healthy, 5, false),
+            ),
+            (
+                vec![view(Healthy, 5, false, 1), view(Degraded, 9, true, 2)],
+                (Healthy, 5, false),
+            ),
+            (
+                vec![view(Healthy, 5, true, 1), view(Lost, 9, true, 2)],
+                (Lost, 9, true),
+            ),
+            (
+                vec![view(Lost, 9, false, 1), view(Healthy, 5, false, 2)],
+                (Lost, 9, false),
+            ),
+        ];
+        for (views, (health, load, label)) in table {
+            let mut fleet = BTreeMap::new();
+            for v in views {
+                merge_agents(&mut fleet, vec![v]);
+            }
+            let a = &fleet["a1"];
+            assert_eq!(
+                (a.health, a.reported_in_flight, a.forwarded()),
+                (health, load, label)
+            );
+            assert_eq!(a.successes, 3);
+            assert_eq!(a.labels.get("team").map(String::as_str), Some("a"));
+        }
+    }
 }

@@ -186,7 +186,7 @@ pub const STEP_TIMEOUTS: Metric = counter(
 pub const AGENTS: Metric = gauge(
     "baton_agents",
     &["partition", "health"],
-    "Agents by health as each partition sees them (agents register on every partition: take max over partitions).",
+    "Agents by health as each partition sees them (every partition knows every agent: take max over partitions).",
 );
 pub const AGENTS_LOST: Metric = counter(
     "baton_agents_lost_total",
