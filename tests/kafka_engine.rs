@@ -8,7 +8,9 @@
 //!
 //! Afterwards every ingress event is reflected in the journal once (no
 //! journal event id twice, one acceptance per submission, one outcome per
-//! step result) and `baton replay --verify` passes.
+//! step result, every agent — registered once, on its home partition —
+//! registered exactly once on every partition) and `baton replay --verify`
+//! passes.
 
 mod kafka_common;
 
@@ -143,6 +145,8 @@ async fn check_effectively_once(brokers: &str, topics: &Topics, workflows: u32) 
     let mut accepted: HashMap<EventId, u32> = HashMap::new();
     let mut outcomes: HashMap<EventId, u32> = HashMap::new();
     let mut succeeded = BTreeMap::new();
+    // Agents register once, on their home partition; the engine forwards.
+    let mut registered: Vec<BTreeMap<String, u32>> = vec![BTreeMap::new(); PARTITIONS as usize];
     for p in 0..PARTITIONS {
         for r in log.read(&topics.journal(), p, 0, usize::MAX).await.unwrap() {
             let e = codec.decode(&r.value).unwrap();
@@ -179,9 +183,26 @@ async fn check_effectively_once(brokers: &str, topics: &Topics, workflows: u32) 
                 Payload::WorkflowSucceeded(w) => {
                     *succeeded.entry(w.workflow_id.clone()).or_insert(0) += 1
                 }
+                Payload::AgentRegistered(a) => {
+                    *registered[p as usize]
+                        .entry(a.agent_id.clone())
+                        .or_default() += 1
+                }
                 _ => {}
             }
         }
+    }
+    assert!(!registered[0].is_empty(), "agents registered");
+    for (p, agents) in registered.iter().enumerate() {
+        assert_eq!(
+            agents.keys().collect::<Vec<_>>(),
+            registered[0].keys().collect::<Vec<_>>(),
+            "partition {p} knows every agent"
+        );
+        assert!(
+            agents.values().all(|&n| n == 1),
+            "partition {p}: an agent registered twice: {agents:?}"
+        );
     }
     // Count them: every submission accepted once, no step result twice.
     assert_eq!(accepted.len(), submissions.len(), "submissions accepted");
