@@ -130,7 +130,7 @@ pub const JOURNAL_APPENDS: Metric = counter(
 pub const RESULTS_PUBLISHED: Metric = counter(
     "baton_results_published_total",
     &["topic"],
-    "Result records published (assignments, status, alerts, dead letters), by topic.",
+    "Result records published (assignments, status, alerts, dead letters, and agent events forwarded to other ingress partitions), by topic.",
 );
 pub const CHECKPOINT_AGE: Metric = gauge(
     "baton_checkpoint_age_seconds",

@@ -175,10 +175,15 @@ impl PartitionState {
 
     fn lose_forwarded(&mut self, ctx: &mut Ctx, agent_id: &str) -> Result<(), Rejection> {
         let a = self.forwarded_agent(agent_id, "AgentLost")?;
-        if a.health == AgentHealth::Lost {
-            return Ok(());
+        if a.health != AgentHealth::Lost {
+            let last_heartbeat_at = a.last_heartbeat_at;
+            self.declare_lost(ctx, agent_id, last_heartbeat_at);
         }
-        let last_heartbeat_at = a.last_heartbeat_at;
+        Ok(())
+    }
+
+    /// The agent is lost: what it holds in this partition is re-queued.
+    fn declare_lost(&mut self, ctx: &mut Ctx, agent_id: &str, last_heartbeat_at: Timestamp) {
         let requeued = self.held_by(agent_id);
         self.emit(
             ctx,
@@ -188,7 +193,6 @@ impl PartitionState {
                 requeued,
             },
         );
-        Ok(())
     }
 
     pub(crate) fn deregister(
@@ -234,15 +238,7 @@ impl PartitionState {
             return;
         }
         let last_heartbeat_at = a.last_heartbeat_at;
-        let requeued = self.held_by(agent_id);
-        self.emit(
-            ctx,
-            AgentLost {
-                agent_id: agent_id.into(),
-                last_heartbeat_at,
-                requeued,
-            },
-        );
+        self.declare_lost(ctx, agent_id, last_heartbeat_at);
     }
 
     /// Step attempts an agent holds in this partition, in a stable order.
