@@ -8,6 +8,11 @@
 use super::decide::{reject, Ctx, Rejection};
 use super::state::{AgentView, PartitionState, StepStatus};
 use super::timers::TimerKey;
+
+/// Labels only the engine sets (see [`super::state::HOME_PARTITION_LABEL`]).
+const RESERVED_LABEL_PREFIX: &str = "baton.";
+/// How the engine's partitions sign what they write (`baton-engine/<p>`).
+const ENGINE_PRODUCER_PREFIX: &str = "baton-engine/";
 use crate::domain::events::*;
 use crate::domain::scheduler::{AgentSpec, StepKey};
 
@@ -38,7 +43,19 @@ impl PartitionState {
         }
     }
 
-    pub(crate) fn register(&mut self, ctx: &mut Ctx, r: &RegisterAgent) -> Result<(), Rejection> {
+    /// `producer` is the input's: labels under `baton.` (the forwarding
+    /// mark) are the engine's own, refused from anyone else.
+    pub(crate) fn register(
+        &mut self,
+        ctx: &mut Ctx,
+        r: &RegisterAgent,
+        producer: &str,
+    ) -> Result<(), Rejection> {
+        let reserved = r
+            .labels
+            .keys()
+            .any(|k| k.starts_with(RESERVED_LABEL_PREFIX))
+            && !producer.starts_with(ENGINE_PRODUCER_PREFIX);
         let problem = if r.agent_id.is_empty() {
             Some("agent_id is empty")
         } else if r.pool.is_empty() {
@@ -49,6 +66,8 @@ impl PartitionState {
             Some("weight must be at least 1")
         } else if r.heartbeat_interval_ms < 1 {
             Some("heartbeat_interval_ms must be positive")
+        } else if reserved {
+            Some("labels under `baton.` are reserved for the engine")
         } else {
             None
         };

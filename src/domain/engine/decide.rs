@@ -143,7 +143,7 @@ impl PartitionState {
         match &input.payload {
             Payload::SubmitWorkflow(s) => self.submit(&mut ctx, s)?,
             Payload::CancelWorkflow(c) => self.cancel(&mut ctx, c)?,
-            Payload::RegisterAgent(r) => self.register(&mut ctx, r)?,
+            Payload::RegisterAgent(r) => self.register(&mut ctx, r, &input.producer)?,
             Payload::AgentHeartbeat(h) => self.heartbeat(&mut ctx, h)?,
             Payload::DeregisterAgent(d) => self.deregister(&mut ctx, d)?,
             // Verdicts an agent's home partition forwards (`engine::fanout`).

@@ -199,13 +199,9 @@ fn heartbeat(id: &str) -> Payload {
 
 #[test]
 fn a_forwarded_agent_is_never_judged_by_silence_here() {
-    let mut s = Spec::new().given(
-        0.0,
-        vec![
-            forwarded_agent("a1", 1000),
-            submit("wf", vec![step("a", &[])]),
-        ],
-    );
+    let mut s = Spec::new()
+        .forwarded(0.0, forwarded_agent("a1", 1000))
+        .given(0.0, vec![submit("wf", vec![step("a", &[])])]);
     assert!(
         s.state.workflows["wf"].steps[0].agent.is_some(),
         "it gets work"
@@ -229,14 +225,12 @@ fn a_forwarded_agent_is_never_judged_by_silence_here() {
 #[test]
 fn the_home_partitions_verdicts_are_followed() {
     // a1 holds the step; a2 joins after.
-    let mut s = Spec::new().given(
-        0.0,
-        vec![
-            forwarded_agent("a1", 1000),
-            submit("wf", vec![step("a", &[])]),
-            agent_hb("a2", 600_000),
-        ],
-    );
+    let mut s = Spec::new()
+        .forwarded(0.0, forwarded_agent("a1", 1000))
+        .given(
+            0.0,
+            vec![submit("wf", vec![step("a", &[])]), agent_hb("a2", 600_000)],
+        );
     assert_eq!(
         s.state.workflows["wf"].steps[0].agent.as_deref(),
         Some("a1")
@@ -300,4 +294,13 @@ fn verdicts_on_agents_this_partition_judges_are_refused() {
         reason: "?".into(),
     };
     assert_eq!(s.when(1.0, ghost).unwrap_err().code, "unknown_agent");
+}
+
+#[test]
+fn reserved_labels_are_refused_from_anyone_but_the_engine() {
+    let mut s = Spec::new();
+    let rej = s.when(0.0, forwarded_agent("a1", 1000)).unwrap_err();
+    assert_eq!(rej.code, "invalid_agent");
+    assert!(rej.message.contains("reserved"), "{}", rej.message);
+    assert!(s.state.agents.is_empty());
 }

@@ -59,6 +59,18 @@ impl Spec {
         self
     }
 
+    /// Given: an input the agent's home partition (2) forwarded.
+    pub(super) fn forwarded(mut self, at: f64, payload: impl Into<Payload>) -> Self {
+        let mut e = self.input(payload);
+        e.producer = "baton-engine/2".into();
+        let facts = self
+            .state
+            .decide(&e, secs(at))
+            .unwrap_or_else(|r| panic!("forwarded input rejected: {r}"));
+        self.journal.extend(facts);
+        self
+    }
+
     /// When: one input; returns the fact type names (or the rejection).
     pub(super) fn when(
         &mut self,
