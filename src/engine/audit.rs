@@ -132,7 +132,9 @@ fn ms(from: Timestamp, to: Timestamp) -> f64 {
 
 fn producer_kind(e: &Envelope) -> &'static str {
     use Payload as P;
-    if e.producer.starts_with("baton-engine/") {
+    if e.producer
+        .starts_with(crate::domain::engine::ENGINE_PRODUCER_PREFIX)
+    {
         return "engine";
     }
     match &e.payload {

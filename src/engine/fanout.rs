@@ -76,7 +76,7 @@ pub fn fanout_for(fact: &Envelope, p: u32, partitions: u32) -> Vec<(u32, Envelop
     let Some((agent, payload)) = forwarded_payload(&fact.payload, p) else {
         return Vec::new();
     };
-    if partitions < 2 || partition_for_key(agent.as_bytes(), partitions) != p {
+    if partitions < 2 || home_partition(agent, partitions) != p {
         return Vec::new();
     }
     (0..partitions)

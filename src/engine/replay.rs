@@ -104,7 +104,7 @@ pub async fn replay_partition(
         ..config
     });
     let mut index = JournalIndex::default();
-    state.producer = format!("baton-engine/{p}");
+    state.producer = crate::domain::engine::engine_producer(p);
     let hwm = log.high_watermark(journal, p).await?;
     let end = span.until.map_or(hwm, |u| u.min(hwm));
     let start = log.log_start(journal, p).await?;

@@ -6,15 +6,14 @@
 //! within the partition.
 
 use super::decide::{reject, Ctx, Rejection};
+use super::state::ENGINE_PRODUCER_PREFIX;
 use super::state::{AgentView, PartitionState, StepStatus};
 use super::timers::TimerKey;
+use crate::domain::events::*;
+use crate::domain::scheduler::{AgentSpec, StepKey};
 
 /// Labels only the engine sets (see [`super::state::HOME_PARTITION_LABEL`]).
 const RESERVED_LABEL_PREFIX: &str = "baton.";
-/// How the engine's partitions sign what they write (`baton-engine/<p>`).
-const ENGINE_PRODUCER_PREFIX: &str = "baton-engine/";
-use crate::domain::events::*;
-use crate::domain::scheduler::{AgentSpec, StepKey};
 
 impl PartitionState {
     /// When this agent's heartbeat timer is due, from its last heartbeat.
@@ -188,7 +187,6 @@ impl PartitionState {
     /// The home partition lost a forwarded agent: so does this partition,
     /// re-queueing what the agent holds here.
     pub(crate) fn forwarded_loss(&mut self, ctx: &mut Ctx, l: &AgentLost) -> Result<(), Rejection> {
-        self.forwarded_agent(&l.agent_id, "AgentLost")?;
         self.lose_forwarded(ctx, &l.agent_id)
     }
 

@@ -25,7 +25,8 @@ mod timers;
 pub use config::EngineConfig;
 pub use decide::{Fact, Rejection};
 pub use state::{
-    AgentView, PartitionState, StepState, StepStatus, WorkflowState, HOME_PARTITION_LABEL,
+    engine_producer, AgentView, PartitionState, StepState, StepStatus, WorkflowState,
+    ENGINE_PRODUCER_PREFIX, HOME_PARTITION_LABEL,
 };
 pub use timers::TimerKey;
 #[cfg(test)]

@@ -214,6 +214,14 @@ pub struct AgentView {
     pub usage: Usage,
 }
 
+/// How a partition signs the facts it writes: `baton-engine/<partition>`.
+pub const ENGINE_PRODUCER_PREFIX: &str = "baton-engine/";
+
+/// The `producer` of partition `p`'s facts.
+pub fn engine_producer(p: u32) -> String {
+    format!("{ENGINE_PRODUCER_PREFIX}{p}")
+}
+
 /// The label of a forwarded registration: the partition that forwarded it
 /// (the agent's home). Labels under `baton.` are reserved.
 pub const HOME_PARTITION_LABEL: &str = "baton.home-partition";

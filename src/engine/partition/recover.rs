@@ -26,7 +26,7 @@ impl<'a> Loop<'a> {
             );
         }
         let mut state = PartitionState::new(engine.config.clone());
-        state.producer = format!("baton-engine/{p}");
+        state.producer = crate::domain::engine::engine_producer(p);
         let mut finished = crate::engine::bloom::Bloom::new(24);
         let mut index = JournalIndex::default();
         let mut cp = store
@@ -49,7 +49,7 @@ impl<'a> Loop<'a> {
             );
             store.clear()?;
             state = PartitionState::new(engine.config.clone());
-            state.producer = format!("baton-engine/{p}");
+            state.producer = crate::domain::engine::engine_producer(p);
             finished = crate::engine::bloom::Bloom::new(24);
             index = JournalIndex::default();
             cp = Checkpoint::default();

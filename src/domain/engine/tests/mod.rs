@@ -46,15 +46,20 @@ impl Spec {
         }
     }
 
+    /// Decides an input that must be accepted.
+    fn accept(&mut self, at: f64, e: &Envelope) {
+        let facts = self
+            .state
+            .decide(e, secs(at))
+            .unwrap_or_else(|r| panic!("given input rejected: {r}"));
+        self.journal.extend(facts);
+    }
+
     /// Given: inputs already accepted.
     pub(super) fn given(mut self, at: f64, inputs: Vec<Payload>) -> Self {
         for p in inputs {
             let e = self.input(p);
-            let facts = self
-                .state
-                .decide(&e, secs(at))
-                .unwrap_or_else(|r| panic!("given input rejected: {r}"));
-            self.journal.extend(facts);
+            self.accept(at, &e);
         }
         self
     }
@@ -62,12 +67,8 @@ impl Spec {
     /// Given: an input the agent's home partition (2) forwarded.
     pub(super) fn forwarded(mut self, at: f64, payload: impl Into<Payload>) -> Self {
         let mut e = self.input(payload);
-        e.producer = "baton-engine/2".into();
-        let facts = self
-            .state
-            .decide(&e, secs(at))
-            .unwrap_or_else(|r| panic!("forwarded input rejected: {r}"));
-        self.journal.extend(facts);
+        e.producer = engine_producer(2);
+        self.accept(at, &e);
         self
     }
 
