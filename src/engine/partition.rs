@@ -5,7 +5,9 @@
 //!
 //! Ordering is what makes it effectively once: journal before results
 //! before the offset commit; the store checkpoint only ever names journal
-//! offsets that are already appended.
+//! offsets that are already appended. A batch's results are published
+//! while the next batch is decided (`partition/publish.rs`); the commit
+//! waits for them.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -21,7 +23,8 @@ use super::{Engine, EngineError, EngineStats};
 use crate::domain::engine::PartitionState;
 use crate::domain::events::*;
 use crate::log::{
-    partition_for_key, read_toward, Header, ProducerRecord, StoredRecord, TopicPartition,
+    partition_for_key, read_toward, EventLog, Header, LogError, ProducerRecord, StoredRecord,
+    TopicPartition,
 };
 use crate::store::{Checkpoint, Finished, JournalIndex, ProjectionStore};
 use crate::telemetry::gauges::PartitionGauges;
@@ -31,28 +34,16 @@ use crate::telemetry::record::{self, FactCounts, Tally};
 use super::replay::{ingress_offset, INGRESS_OFFSET_HEADER};
 
 mod append;
+mod publish;
 mod recover;
+
+use publish::Outbox;
 /// Journal bytes per append (the embedded log accepts up to 16 MiB).
 const MAX_APPEND_BYTES: usize = 8 << 20;
 const DLQ_NAMESPACE: Uuid = Uuid::from_u128(0x3d0c_91aa_5b7e_4f12_8c6d_2e9a_1b4f_7c30);
 
 fn now() -> Timestamp {
     Timestamp::from_datetime(chrono::Utc::now())
-}
-
-/// Records to publish, grouped by topic and partition.
-#[derive(Default)]
-struct Outbox {
-    by_tp: BTreeMap<(String, u32), Vec<ProducerRecord>>,
-}
-
-impl Outbox {
-    fn push(&mut self, topic: String, partition: u32, record: ProducerRecord) {
-        self.by_tp
-            .entry((topic, partition))
-            .or_default()
-            .push(record);
-    }
 }
 
 struct Loop<'a> {
@@ -79,6 +70,9 @@ struct Loop<'a> {
     pending_write: Option<tokio::sync::oneshot::Receiver<Result<(), crate::store::StoreError>>>,
     /// Finished workflows to drop from memory once that write is done.
     pending_evict: Vec<String>,
+    /// The results of the last batch, published while the next batch is
+    /// read, decided and journalled (see [`Loop::publish_behind`]).
+    pending_publish: Option<tokio::task::JoinHandle<Result<(), LogError>>>,
     /// Ids of finished workflows that left memory (may be in the store).
     finished: super::bloom::Bloom,
     /// Every ingress record appended before this time has been read:
@@ -260,26 +254,6 @@ impl<'a> Loop<'a> {
         Ok(())
     }
 
-    /// Appends each topic-partition's records; the partitions' appends
-    /// overlap (on a broker one round trip in all, not one per partition).
-    async fn publish(&self, outbox: Outbox) -> Result<(), EngineError> {
-        for ((topic, _), records) in &outbox.by_tp {
-            metrics::counter!(names::RESULTS_PUBLISHED.name, "topic" => self.engine.topics.label(topic))
-                .increment(records.len() as u64);
-        }
-        let log = &self.engine.log;
-        futures::future::try_join_all(
-            outbox
-                .by_tp
-                .into_iter()
-                .map(|((topic, partition), records)| async move {
-                    log.append(&topic, partition, records).await
-                }),
-        )
-        .await?;
-        Ok(())
-    }
-
     fn dead_letter(
         &self,
         r: &StoredRecord,
@@ -449,8 +423,7 @@ impl<'a> Loop<'a> {
             .store(self.ingress_next, Ordering::Relaxed);
         journal.clear();
         self.journal_buf = journal;
-        self.publish(outbox).await?;
-        Ok(())
+        self.publish_behind(outbox).await
     }
 
     /// Finished workflows leave memory at checkpoints; a new submission with
@@ -507,6 +480,8 @@ impl<'a> Loop<'a> {
         if !force && !backlog && !self.write_done()? {
             return Ok(());
         }
+        // The commit below covers every input before `ingress_next`.
+        self.finish_publish().await?;
         self.finish_write().await?;
         let cp = Checkpoint {
             journal_next: self.journal_next,

@@ -80,6 +80,7 @@ impl<'a> Loop<'a> {
             journal_buf: Vec::new(),
             pending_write: None,
             pending_evict: Vec::new(),
+            pending_publish: None,
             finished,
             heard_until: Timestamp(0),
             heard_checked: None,
