@@ -79,7 +79,7 @@ async fn prepare(log: &EmbeddedLog, codec: &Codec, topics: &Topics) {
             workflow_id: id.clone(),
             definition: WorkflowDefinition {
                 name: "crash".into(),
-                steps: vec![step("a", &[]), step("b", &["a"])],
+                steps: vec![step("a", &[]), step("b", &["a"])].into(),
                 input: None,
                 deadline_ms: None,
                 priority: 0,
@@ -320,7 +320,8 @@ async fn large_fact_batches_are_split_between_inputs() {
                     priority: 0,
                     input: Some(big.clone()),
                     when: None,
-                }],
+                }]
+                .into(),
                 input: None,
                 deadline_ms: None,
                 priority: 0,

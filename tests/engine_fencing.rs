@@ -96,7 +96,8 @@ impl Fixture {
                     steps: vec![StepDefinition {
                         capabilities: vec!["llm".into()],
                         ..StepDefinition::new("a", &[])
-                    }],
+                    }]
+                    .into(),
                     input: None,
                     deadline_ms: None,
                     priority: 0,

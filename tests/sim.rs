@@ -120,7 +120,7 @@ async fn generator_writes_valid_deterministic_workflows_to_their_partitions() {
         assert!(ids.contains(&w.workflow_id), "wf-7-{i} submitted");
         assert_eq!(w.workflow_id, format!("wf-7-{i}"));
         validate(&w.definition, &Limits::default()).expect("valid definition");
-        for s in &w.definition.steps {
+        for s in w.definition.steps.iter() {
             assert_eq!(s.capabilities.len(), 1);
             assert!(cfg.capabilities.contains(&s.capabilities[0]));
             assert!(cfg.pools.contains(s.pool.as_ref().expect("pool")));

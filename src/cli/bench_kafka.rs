@@ -60,7 +60,7 @@ fn submission(i: u64) -> SubmitWorkflow {
         workflow_id: format!("bench-wf-{i}"),
         definition: WorkflowDefinition {
             name: "bench".into(),
-            steps: vec![step("plan", &[]), step("write", &["plan"])],
+            steps: vec![step("plan", &[]), step("write", &["plan"])].into(),
             input: None,
             deadline_ms: None,
             priority: 0,

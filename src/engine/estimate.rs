@@ -107,7 +107,7 @@ fn longest_path(dag: &Dag, order: &[usize], weight: &[f64]) -> (f64, Vec<usize>)
 pub fn estimate(def: &WorkflowDefinition, dag: &Dag, stats: &Stats) -> Estimate {
     let mut steps = Vec::new();
     let mut unknown = Vec::new();
-    for s in &def.steps {
+    for s in def.steps.iter() {
         let kind = s.kind_or_id().to_string();
         let t = stats.kinds.get(&kind).map(|k| k.total());
         let t = match t {
@@ -225,7 +225,8 @@ mod tests {
                 step("b", "think", &["a"]),
                 step("c", "write", &["a", "b"]),
                 step("d", "mystery", &[]),
-            ],
+            ]
+            .into(),
             input: None,
             deadline_ms: None,
             priority: 0,

@@ -322,7 +322,7 @@ mod tests {
             let w = workflow(i, &cfg);
             assert_eq!(w.definition.steps.len(), 3);
             assert_eq!(w, workflow(i, &cfg));
-            for s in &w.definition.steps {
+            for s in w.definition.steps.iter() {
                 assert!(DEFAULT_CAPABILITIES.contains(&s.capabilities[0].as_str()));
             }
         }

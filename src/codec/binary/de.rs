@@ -169,6 +169,23 @@ impl<'de> Decoder<'de> {
         })
     }
 
+    /// The [`super::shared`] protocol: hands the visitor the undecoded rest
+    /// of the input, then skips the bytes it reports it used.
+    fn tail<V: Visitor<'de>>(&mut self, v: V) -> Result<V::Value, DatumError> {
+        let start = self.pos;
+        super::shared::begin_tail();
+        let value = v
+            .visit_borrowed_bytes(&self.input[start..])
+            .map_err(|e: DatumError| e.at(start))?;
+        match super::shared::tail_used() {
+            Some(n) if n <= self.remaining() => {
+                self.pos += n;
+                Ok(value)
+            }
+            _ => Err(self.invalid("a shared value did not report its length")),
+        }
+    }
+
     /// A byte length or block count: non-negative and not more than the bytes left.
     pub(crate) fn read_len(&mut self, what: &str) -> Result<usize, DatumError> {
         let start = self.pos;
@@ -340,9 +357,12 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
     }
     fn deserialize_newtype_struct<V: Visitor<'de>>(
         self,
-        _: &'static str,
+        name: &'static str,
         v: V,
     ) -> Result<V::Value, DatumError> {
+        if name == super::shared::TAIL {
+            return self.tail(v);
+        }
         v.visit_newtype_struct(self)
     }
     fn deserialize_seq<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DatumError> {

@@ -17,6 +17,7 @@
 
 pub mod de;
 pub mod ser;
+pub mod shared;
 
 pub use de::{from_slice, DatumError};
 pub use ser::to_vec_into;

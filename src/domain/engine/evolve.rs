@@ -37,9 +37,18 @@ impl PartitionState {
             P::WorkflowAccepted(a) => {
                 let dag = match self.validated.take() {
                     Some((id, dag)) if id == a.workflow_id => dag,
-                    _ => match validate(&a.definition, &REPLAY_LIMITS) {
-                        Ok(dag) => Arc::new(dag),
-                        Err(_) => return,
+                    // The DAG depends on the steps only (the input limits
+                    // are off here), so a shared list is validated once.
+                    _ => match self.dags.get(&a.definition.steps) {
+                        Some(dag) => dag,
+                        None => match validate(&a.definition, &REPLAY_LIMITS) {
+                            Ok(dag) => {
+                                let dag = Arc::new(dag);
+                                self.dags.insert(&a.definition.steps, dag.clone());
+                                dag
+                            }
+                            Err(_) => return,
+                        },
                     },
                 };
                 let seq = self.next_seq;

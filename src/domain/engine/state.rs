@@ -16,7 +16,8 @@ use super::kept::Kept;
 use super::timers::TimerKey;
 use crate::domain::bottleneck::{Hysteresis, Stats, StepIds};
 use crate::domain::events::{
-    AgentHealth, EventId, JsonText, Timestamp, Usage, WorkflowDefinition, WorkflowStatus,
+    AgentHealth, EventId, JsonText, StepDefinition, Timestamp, Usage, WorkflowDefinition,
+    WorkflowStatus,
 };
 use crate::domain::scheduler::Scheduler;
 use crate::domain::workflow::Dag;
@@ -283,6 +284,10 @@ pub struct PartitionState {
     /// The DAG `decide` just built for a submission, handed to `evolve` of
     /// its WorkflowAccepted (transient: never set outside one decision).
     pub(crate) validated: Option<(String, Arc<Dag>)>,
+    /// DAGs of step lists already validated while folding, by the address
+    /// of the shared list (held here, so the address cannot be reused): a
+    /// journal repeats a few templates, see `codec::binary::shared`.
+    pub(crate) dags: DagMemo,
     /// The bottleneck projection (folded from facts, persisted).
     pub bottlenecks: Stats,
     /// Soft state of bottleneck evaluation (see `bottleneck::Hysteresis`).
@@ -321,6 +326,7 @@ impl PartitionState {
             dirty_agents: BTreeSet::new(),
             facts_folded: 0,
             validated: None,
+            dags: DagMemo::default(),
             bottlenecks: Stats::new(
                 config.bottleneck.short_window_ms,
                 config.bottleneck.long_window_ms,
@@ -423,5 +429,27 @@ impl PartitionState {
             .iter()
             .take_while(|(due, _)| *due <= now)
             .any(|(due, key)| key.judges_reports() && *due > heard_until)
+    }
+}
+
+/// A bounded memo of validated step lists (see `PartitionState::dags`).
+#[derive(Debug, Default)]
+pub(crate) struct DagMemo(foldhash::HashMap<usize, (Arc<[StepDefinition]>, Arc<Dag>)>);
+
+impl DagMemo {
+    /// Distinct step lists remembered before the memo starts over.
+    const MAX: usize = 256;
+
+    /// The DAG of `steps` if validated before (the very same shared list).
+    pub(crate) fn get(&self, steps: &Arc<[StepDefinition]>) -> Option<Arc<Dag>> {
+        let (kept, dag) = self.0.get(&(steps.as_ptr() as usize))?;
+        Arc::ptr_eq(kept, steps).then(|| dag.clone())
+    }
+
+    pub(crate) fn insert(&mut self, steps: &Arc<[StepDefinition]>, dag: Arc<Dag>) {
+        if self.0.len() >= Self::MAX {
+            self.0.clear();
+        }
+        self.0.insert(steps.as_ptr() as usize, (steps.clone(), dag));
     }
 }

@@ -6,6 +6,7 @@
 //! Serde `default`s mirror the Avro field defaults.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -101,7 +102,11 @@ impl StepDefinition {
 #[serde(deny_unknown_fields)]
 pub struct WorkflowDefinition {
     pub name: String,
-    pub steps: Vec<StepDefinition>,
+    /// Shared: most workflows are a few templates with their own input, so
+    /// the binary decoder hands out one copy per distinct step list (see
+    /// `codec::binary::shared`) and a fold validates it once.
+    #[serde(deserialize_with = "crate::codec::binary::shared::shared_slice")]
+    pub steps: Arc<[StepDefinition]>,
     #[serde(default)]
     pub input: Option<JsonText>,
     #[serde(default)]

@@ -221,7 +221,7 @@ mod tests {
     fn def(steps: Vec<StepDefinition>) -> WorkflowDefinition {
         WorkflowDefinition {
             name: "t".into(),
-            steps,
+            steps: steps.into(),
             input: None,
             deadline_ms: None,
             priority: 0,

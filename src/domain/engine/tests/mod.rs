@@ -114,7 +114,7 @@ pub(super) fn submit(id: &str, steps: Vec<StepDefinition>) -> Payload {
         workflow_id: id.into(),
         definition: WorkflowDefinition {
             name: "t".into(),
-            steps,
+            steps: steps.into(),
             input: None,
             deadline_ms: None,
             priority: 0,
