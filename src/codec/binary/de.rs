@@ -60,6 +60,12 @@ impl DatumError {
         self
     }
 
+    /// The same error found in a sub-slice that starts at `by`.
+    fn shifted(mut self, by: usize) -> Self {
+        self.offset = self.offset.map(|o| o + by);
+        self
+    }
+
     fn within(mut self, seg: PathSeg, offset: usize) -> Self {
         self.path_rev.push(seg);
         self.at(offset)
@@ -176,7 +182,10 @@ impl<'de> Decoder<'de> {
         super::shared::begin_tail();
         let value = v
             .visit_borrowed_bytes(&self.input[start..])
-            .map_err(|e: DatumError| e.at(start))?;
+            .map_err(|e: DatumError| match super::shared::tail_failed() {
+                Some(inner) => inner.shifted(start),
+                None => e.at(start),
+            })?;
         match super::shared::tail_used() {
             Some(n) if n <= self.remaining() => {
                 self.pos += n;

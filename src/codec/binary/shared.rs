@@ -12,7 +12,9 @@
 //!
 //! Protocol with the decoder (`de.rs`): the field asks for the newtype
 //! struct [`TAIL`]; the binary decoder answers with the rest of its input as
-//! borrowed bytes and then skips the length the visitor reported. Every
+//! borrowed bytes and then skips the length the visitor reported (or, when
+//! the value does not decode, returns the decoding error itself, so a
+//! rejection names the same reason and field path as without sharing). Every
 //! other format (JSON, the reference Avro library, bincode) treats [`TAIL`]
 //! as an ordinary newtype, and the field decodes as a plain value.
 //!
@@ -31,6 +33,9 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
+use serde::Deserialize;
+
+use super::DatumError;
 
 /// The newtype name that asks the binary decoder for the rest of its input.
 pub(crate) const TAIL: &str = "$baton::shared-tail";
@@ -60,14 +65,22 @@ struct Cache {
 thread_local! {
     static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
     static TAIL_USED: Cell<Option<usize>> = const { Cell::new(None) };
+    static TAIL_FAILED: RefCell<Option<DatumError>> = const { RefCell::new(None) };
 }
 
 pub(crate) fn begin_tail() {
     TAIL_USED.set(None);
+    TAIL_FAILED.take();
 }
 
+/// How many bytes the shared value took.
 pub(crate) fn tail_used() -> Option<usize> {
     TAIL_USED.take()
+}
+
+/// Why the shared value did not decode (offsets relative to the tail).
+pub(crate) fn tail_failed() -> Option<DatumError> {
+    TAIL_FAILED.take()
 }
 
 fn probe_hash(bytes: &[u8]) -> u64 {
@@ -106,7 +119,14 @@ where
             TAIL_USED.set(Some(used));
             return Ok(value);
         }
-        let (value, used) = super::from_slice::<Vec<T>>(tail).map_err(E::custom)?;
+        let (value, used) = match super::from_slice::<Vec<T>>(tail) {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                let message = e.to_string();
+                TAIL_FAILED.set(Some(e));
+                return Err(E::custom(message));
+            }
+        };
         let value: Arc<[T]> = value.into();
         if (PROBE..=MAX_BYTES).contains(&used) {
             remember(&tail[..used], value.clone());
@@ -115,8 +135,6 @@ where
         Ok(value)
     }
 }
-
-use serde::Deserialize;
 
 fn lookup<V: Clone + 'static>(tail: &[u8]) -> Option<(V, usize)> {
     if tail.len() < PROBE {
@@ -216,6 +234,28 @@ mod tests {
         let (y, _) = from_slice::<Fact>(&encode(&short)).unwrap();
         assert_eq!(x, short);
         assert!(!Arc::ptr_eq(&x.steps, &y.steps));
+    }
+
+    /// The same record without sharing, to compare errors with.
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct PlainFact {
+        id: String,
+        steps: Vec<String>,
+        after: i64,
+    }
+
+    /// A shared value that does not decode fails with the reason, offset
+    /// and field path an ordinary field would give.
+    #[test]
+    fn a_bad_shared_value_fails_exactly_like_an_ordinary_field() {
+        let bytes = encode(&fact("w9", "never-cached", 1));
+        for cut in [5, 20, 60, bytes.len() - 2] {
+            let shared = from_slice::<Fact>(&bytes[..cut]).unwrap_err();
+            let plain = from_slice::<PlainFact>(&bytes[..cut]).unwrap_err();
+            assert_eq!(shared, plain, "cut at {cut}");
+            assert!(shared.path().starts_with("steps"), "{}", shared.path());
+        }
     }
 
     /// JSON (and any other format) decodes the field as a plain value.
