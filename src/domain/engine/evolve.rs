@@ -3,21 +3,12 @@
 //! validated by `decide` when written) but never panics on odd ones: a fact
 //! about an unknown workflow or step is ignored.
 
-use std::sync::Arc;
-
 use super::observe::{subject_ids, whole_ms};
 use super::state::{PartitionState, StepStatus, WorkflowState};
 use super::timers::TimerKey;
 use crate::domain::bottleneck::Outcome;
 use crate::domain::events::*;
 use crate::domain::scheduler::{ReadyStep, StepKey};
-use crate::domain::workflow::{validate, Limits};
-
-/// Facts were validated when written; replay must not depend on today's limits.
-const REPLAY_LIMITS: Limits = Limits {
-    max_steps: usize::MAX,
-    max_input_bytes: usize::MAX,
-};
 
 fn ms_between(from: Option<Timestamp>, to: Timestamp) -> f64 {
     from.map_or(0.0, |f| (to.0 - f.0).max(0) as f64 / 1000.0)
@@ -37,18 +28,9 @@ impl PartitionState {
             P::WorkflowAccepted(a) => {
                 let dag = match self.validated.take() {
                     Some((id, dag)) if id == a.workflow_id => dag,
-                    // The DAG depends on the steps only (the input limits
-                    // are off here), so a shared list is validated once.
-                    _ => match self.dags.get(&a.definition.steps) {
+                    _ => match self.dags.validate(&a.definition) {
                         Some(dag) => dag,
-                        None => match validate(&a.definition, &REPLAY_LIMITS) {
-                            Ok(dag) => {
-                                let dag = Arc::new(dag);
-                                self.dags.insert(&a.definition.steps, dag.clone());
-                                dag
-                            }
-                            Err(_) => return,
-                        },
+                        None => return,
                     },
                 };
                 let seq = self.next_seq;

@@ -20,7 +20,7 @@ use crate::domain::events::{
     WorkflowStatus,
 };
 use crate::domain::scheduler::Scheduler;
-use crate::domain::workflow::Dag;
+use crate::domain::workflow::{validate, Dag, Limits};
 
 /// Where a step is in its lifecycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -440,16 +440,29 @@ impl DagMemo {
     /// Distinct step lists remembered before the memo starts over.
     const MAX: usize = 256;
 
-    /// The DAG of `steps` if validated before (the very same shared list).
-    pub(crate) fn get(&self, steps: &Arc<[StepDefinition]>) -> Option<Arc<Dag>> {
-        let (kept, dag) = self.0.get(&(steps.as_ptr() as usize))?;
-        Arc::ptr_eq(kept, steps).then(|| dag.clone())
-    }
+    const NO_LIMITS: Limits = Limits {
+        max_steps: usize::MAX,
+        max_input_bytes: usize::MAX,
+    };
 
-    pub(crate) fn insert(&mut self, steps: &Arc<[StepDefinition]>, dag: Arc<Dag>) {
+    /// The DAG of a journalled definition, or `None` when it does not
+    /// validate. Facts were validated when written and replay must not
+    /// depend on today's limits, so none apply; the DAG then depends on the
+    /// steps alone, and the same shared step list is validated once.
+    pub(crate) fn validate(&mut self, def: &WorkflowDefinition) -> Option<Arc<Dag>> {
+        let key = def.steps.as_ptr() as usize;
+        if let Some((_, dag)) = self
+            .0
+            .get(&key)
+            .filter(|(kept, _)| Arc::ptr_eq(kept, &def.steps))
+        {
+            return Some(dag.clone());
+        }
+        let dag = Arc::new(validate(def, &Self::NO_LIMITS).ok()?);
         if self.0.len() >= Self::MAX {
             self.0.clear();
         }
-        self.0.insert(steps.as_ptr() as usize, (steps.clone(), dag));
+        self.0.insert(key, (def.steps.clone(), dag.clone()));
+        Some(dag)
     }
 }
