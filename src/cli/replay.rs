@@ -21,7 +21,7 @@ use super::backend::Journal;
 use super::GlobalArgs;
 use crate::domain::engine::EngineConfig;
 use crate::engine::history::{offset_for_time, AsOf};
-use crate::engine::replay::{replay_partition, PartitionReplay, Span};
+use crate::engine::replay::{process_cpu_s, replay_partition, PartitionReplay, ReplayCost, Span};
 use crate::store::ProjectionStore;
 
 #[derive(Debug, Args)]
@@ -184,6 +184,7 @@ pub async fn run(global: &GlobalArgs, args: ReplayArgs) -> anyhow::Result<ExitCo
     let progress = Arc::new(AtomicU64::new(0));
     let reporter = spawn_progress(progress.clone(), total);
     let started = Instant::now();
+    let cpu_before = process_cpu_s();
     let handle = tokio::runtime::Handle::current();
     let replays = per_partition(&partitions, threads, |p| {
         let i = partitions.iter().position(|&x| x == p).unwrap_or(0);
@@ -196,6 +197,7 @@ pub async fn run(global: &GlobalArgs, args: ReplayArgs) -> anyhow::Result<ExitCo
         ))?)
     })?;
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu_s = process_cpu_s() - cpu_before;
     reporter.abort();
     let checked = Instant::now();
     let done = per_partition(&partitions, threads, |p| {
@@ -216,6 +218,10 @@ pub async fn run(global: &GlobalArgs, args: ReplayArgs) -> anyhow::Result<ExitCo
     let events: u64 = done.iter().map(|d| d.replay.events).sum();
     let digest = combined_digest(done.iter().map(|d| d.digest.as_str()));
     let verified = args.verify && done.iter().all(|d| d.difference.is_none());
+    let mut cost = ReplayCost::default();
+    for d in &done {
+        cost.add(&d.replay.cost);
+    }
     if args.json {
         let parts: Vec<_> = done
             .iter()
@@ -233,7 +239,7 @@ pub async fn run(global: &GlobalArgs, args: ReplayArgs) -> anyhow::Result<ExitCo
                    "threads": threads.min(partitions.len()), "digest_s": digest_s,
                    "digest": digest, "verified": args.verify.then_some(verified),
                    "complete": done.iter().all(|d| d.replay.complete()),
-                   "partitions": parts})
+                   "cpu": cost_json(&cost, cpu_s), "partitions": parts})
         );
     } else {
         eprintln!(
@@ -245,6 +251,7 @@ pub async fn run(global: &GlobalArgs, args: ReplayArgs) -> anyhow::Result<ExitCo
                 into.display().to_string()
             }
         );
+        eprintln!("{}", cost_line(&cost, cpu_s, elapsed));
         for d in &done {
             println!(
                 "partition {}: {} events, journal offset {}{}, digest {}{}",
@@ -283,6 +290,34 @@ pub async fn run(global: &GlobalArgs, args: ReplayArgs) -> anyhow::Result<ExitCo
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Where the replay's CPU went (`--json`'s `cpu`): per phase, the store
+/// keys written, and what the store's write-behind threads achieved per CPU
+/// second (sled's per-key cost, the usual limit of a replay).
+fn cost_json(c: &ReplayCost, cpu_s: f64) -> serde_json::Value {
+    let phases = c.read_s + c.fold_s + c.prepare_s + c.write_s;
+    json!({"total_s": cpu_s, "read_s": c.read_s, "fold_s": c.fold_s,
+           "prepare_s": c.prepare_s, "store_write_s": c.write_s,
+           "other_s": (cpu_s - phases).max(0.0), "store_keys": c.store_keys,
+           "store_keys_per_write_s": c.store_keys as f64 / c.write_s.max(1e-9)})
+}
+
+/// The same for people, one line.
+fn cost_line(c: &ReplayCost, cpu_s: f64, elapsed: f64) -> String {
+    let phases = c.read_s + c.fold_s + c.prepare_s + c.write_s;
+    format!(
+        "cpu {cpu_s:.1} s in {elapsed:.1} s: read {:.1} s, decode+fold {:.1} s, \
+         prepare {:.1} s, store writes {:.1} s ({} keys, {:.0} keys per CPU second), \
+         other (sled IO, runtime) {:.1} s",
+        c.read_s,
+        c.fold_s,
+        c.prepare_s,
+        c.write_s,
+        c.store_keys,
+        c.store_keys as f64 / c.write_s.max(1e-9),
+        (cpu_s - phases).max(0.0)
+    )
 }
 
 /// One digest for several partitions: SHA-256 of their digests in order.

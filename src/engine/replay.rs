@@ -46,11 +46,67 @@ pub fn decode_fact(codec: &Codec, p: u32, r: &StoredRecord) -> Result<Envelope, 
     })
 }
 
+/// Where one partition's replay spent its CPU: seconds of thread CPU time
+/// (not wall time, so a busy machine does not inflate a phase), and how
+/// many store keys it wrote. sled's own IO threads are not included.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ReplayCost {
+    /// Reading journal records from the log.
+    pub read_s: f64,
+    /// Decoding, folding and indexing the facts.
+    pub fold_s: f64,
+    /// Snapshotting the dirty entries for the store (on the fold thread).
+    pub prepare_s: f64,
+    /// Serialising and inserting them (on the write-behind threads).
+    pub write_s: f64,
+    /// Keys written to the store (workflows, agents, index, meta).
+    pub store_keys: u64,
+}
+
+impl ReplayCost {
+    /// Adds another partition's cost to this one.
+    pub fn add(&mut self, o: &ReplayCost) {
+        self.read_s += o.read_s;
+        self.fold_s += o.fold_s;
+        self.prepare_s += o.prepare_s;
+        self.write_s += o.write_s;
+        self.store_keys += o.store_keys;
+    }
+}
+
+/// CPU seconds used by the calling thread so far (0 where unsupported).
+pub fn thread_cpu_s() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer.
+    let ok = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0;
+    if ok {
+        ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+    } else {
+        0.0
+    }
+}
+
+/// CPU seconds (user and system) used by the whole process so far.
+pub fn process_cpu_s() -> f64 {
+    // SAFETY: getrusage fills one zeroed rusage through a valid pointer.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return 0.0;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    secs(ru.ru_utime) + secs(ru.ru_stime)
+}
+
 /// What one partition's replay did.
 #[derive(Clone, Debug)]
 pub struct PartitionReplay {
     pub partition: u32,
     pub events: u64,
+    /// Where its CPU went.
+    pub cost: ReplayCost,
     /// The journal offset the replayed store reflects (exclusive).
     pub journal_next: u64,
     /// The offset the replay was to reach (exclusive): the span's end or
@@ -116,8 +172,12 @@ pub async fn replay_partition(
     let (mut events, mut since_flush) = (0u64, 0u64);
     let mut stalled_since: Option<Instant> = None;
     let mut writes = WriteBehind::default();
+    let mut cost = ReplayCost::default();
     while next < end {
+        let t0 = thread_cpu_s();
         let records = log.read(journal, p, next, 8192).await?;
+        let t1 = thread_cpu_s();
+        cost.read_s += t1 - t0;
         let Some(last) = records.last() else {
             let since = *stalled_since.get_or_insert_with(Instant::now);
             if since.elapsed() < STALL_PATIENCE {
@@ -154,16 +214,22 @@ pub async fn replay_partition(
         events += records.len() as u64;
         since_flush += records.len() as u64;
         progress.fetch_add(records.len() as u64, Ordering::Relaxed);
+        let t2 = thread_cpu_s();
+        cost.fold_s += t2 - t1;
         if since_flush >= FLUSH_EVERY {
-            writes.submit(store, &mut state, &mut index, &cp)?;
+            writes.submit(store, &mut state, &mut index, &cp, &mut cost)?;
+            cost.prepare_s += thread_cpu_s() - t2;
             since_flush = 0;
         }
     }
-    writes.submit(store, &mut state, &mut index, &cp)?;
-    writes.wait()?;
+    let t = thread_cpu_s();
+    writes.submit(store, &mut state, &mut index, &cp, &mut cost)?;
+    cost.prepare_s += thread_cpu_s() - t;
+    writes.wait(&mut cost)?;
     Ok(PartitionReplay {
         partition: p,
         events,
+        cost,
         journal_next: cp.journal_next,
         end,
     })
@@ -175,8 +241,11 @@ pub async fn replay_partition(
 /// blocks its writer whenever its IO buffers wait for the disk.
 #[derive(Default)]
 struct WriteBehind {
-    pending: Option<std::thread::JoinHandle<Result<(), crate::store::StoreError>>>,
+    pending: Option<std::thread::JoinHandle<Written>>,
 }
+
+/// A finished store write: its outcome, CPU seconds and keys.
+type Written = (Result<(), crate::store::StoreError>, f64, u64);
 
 impl WriteBehind {
     /// Snapshots what was folded since the last flush and writes it behind
@@ -188,23 +257,33 @@ impl WriteBehind {
         state: &mut PartitionState,
         index: &mut JournalIndex,
         cp: &Checkpoint,
+        cost: &mut ReplayCost,
     ) -> Result<(), EngineError> {
         let cp = Checkpoint {
             facts_folded: state.facts_folded,
             ..cp.clone()
         };
         let prepared = store.prepare(state, index, &cp, Finished::MoveOut);
-        self.wait()?;
+        self.wait(cost)?;
         let writer = store.writer();
-        self.pending = Some(std::thread::spawn(move || writer.write(prepared)));
+        self.pending = Some(std::thread::spawn(move || {
+            let keys = prepared.keys() as u64;
+            let t = thread_cpu_s();
+            let written = writer.write(prepared);
+            (written, thread_cpu_s() - t, keys)
+        }));
         Ok(())
     }
 
-    /// Waits for the write in flight, if any.
-    fn wait(&mut self) -> Result<(), EngineError> {
+    /// Waits for the write in flight, if any, and adds its cost.
+    fn wait(&mut self, cost: &mut ReplayCost) -> Result<(), EngineError> {
         match self.pending.take().map(|h| h.join()) {
             None => Ok(()),
-            Some(Ok(written)) => Ok(written?),
+            Some(Ok((written, cpu_s, keys))) => {
+                cost.write_s += cpu_s;
+                cost.store_keys += keys;
+                Ok(written?)
+            }
             Some(Err(_)) => Err(EngineError::Task("a replay store write panicked".into())),
         }
     }

@@ -96,6 +96,17 @@ pub struct PreparedFlush {
 }
 
 impl PreparedFlush {
+    /// How many keys writing it inserts.
+    pub fn keys(&self) -> usize {
+        let bottlenecks = usize::from(self.bottlenecks.is_some());
+        self.workflows.len()
+            + self.loose.len()
+            + self.agents.len()
+            + self.pools.len()
+            + bottlenecks
+            + 1
+    }
+
     fn into_batch(self) -> sled::Batch {
         let mut batch = sled::Batch::default();
         // One scratch buffer: sled copies each value into its own
