@@ -295,8 +295,18 @@ fn demo_finishes_every_workflow_and_a_second_run_continues() {
         second["journal_events_total"].as_u64().unwrap()
     );
     // Where the CPU went: every phase is a figure, and the store was written.
-    for phase in ["total_s", "read_s", "fold_s", "prepare_s", "store_write_s", "other_s"] {
-        assert!(v["cpu"][phase].as_f64().is_some_and(|s| s >= 0.0), "{phase}: {v}");
+    for phase in [
+        "total_s",
+        "read_s",
+        "fold_s",
+        "prepare_s",
+        "store_write_s",
+        "other_s",
+    ] {
+        assert!(
+            v["cpu"][phase].as_f64().is_some_and(|s| s >= 0.0),
+            "{phase}: {v}"
+        );
     }
     assert!(v["cpu"]["store_keys"].as_u64().unwrap() > 0, "{v}");
     // A plain replay of the whole journal yields the same digest twice.
