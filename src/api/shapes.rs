@@ -289,8 +289,11 @@ pub struct AgentDto {
     pub weight: i32,
     pub health: AgentHealthDto,
     pub draining: bool,
-    /// Steps in flight, as the agent last reported.
+    /// Steps in flight, as the agent last reported (0 once it is lost: its
+    /// steps were re-queued).
     pub in_flight: i32,
+    /// What the agent last reported, lost or not.
+    pub last_reported_in_flight: i32,
     pub successes: u64,
     pub failures: u64,
     /// successes ÷ (successes + failures); null before any result.
@@ -312,7 +315,8 @@ impl From<&AgentView> for AgentDto {
             weight: a.weight,
             health: a.health.into(),
             draining: a.draining,
-            in_flight: a.reported_in_flight,
+            in_flight: a.holding(),
+            last_reported_in_flight: a.reported_in_flight,
             successes: a.successes,
             failures: a.failures,
             success_rate: (n > 0).then(|| a.successes as f64 / n as f64),

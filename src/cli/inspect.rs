@@ -142,7 +142,7 @@ pub async fn run(global: &GlobalArgs, args: InspectArgs) -> anyhow::Result<ExitC
                         format!("{:?}", a.health).to_lowercase()
                             + if a.draining { "*" } else { "" },
                         a.pool,
-                        format!("{}/{}", a.reported_in_flight, a.capacity),
+                        format!("{}/{}", a.holding(), a.capacity),
                         a.ewma_latency_ms,
                         rate
                     );
@@ -178,7 +178,8 @@ fn workflow_json(wf: &WorkflowState) -> serde_json::Value {
 fn agent_json(a: &AgentView) -> serde_json::Value {
     json!({
         "agent_id": a.id, "health": a.health, "draining": a.draining, "pool": a.pool, "capabilities": a.capabilities,
-        "in_flight": a.reported_in_flight, "capacity": a.capacity, "ewma_latency_ms": a.ewma_latency_ms,
+        "in_flight": a.holding(), "last_reported_in_flight": a.reported_in_flight,
+        "capacity": a.capacity, "ewma_latency_ms": a.ewma_latency_ms,
         "successes": a.successes, "failures": a.failures, "usage": a.usage,
     })
 }

@@ -228,6 +228,17 @@ pub fn engine_producer(p: u32) -> String {
 pub const HOME_PARTITION_LABEL: &str = "baton.home-partition";
 
 impl AgentView {
+    /// Steps it holds as far as Baton knows: its last report, except that a
+    /// lost agent holds none (its steps were re-queued when it was declared
+    /// lost; `reported_in_flight` keeps what it last said).
+    pub fn holding(&self) -> i32 {
+        if self.health == AgentHealth::Lost {
+            0
+        } else {
+            self.reported_in_flight
+        }
+    }
+
     /// Known here through its home partition's forwarding (its registration
     /// carries [`HOME_PARTITION_LABEL`]): the home judges its health, this
     /// partition follows.

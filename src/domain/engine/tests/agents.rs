@@ -66,6 +66,13 @@ fn health_degrades_then_loses_the_agent_and_requeues() {
         s.when(3.1, ok("wf", "a", 1, &holder)).unwrap_err().code,
         "agent_lost"
     );
+    // A lost agent holds nothing any more, whatever it last reported.
+    let mut lost = s.state.agents[holder.as_str()].clone();
+    lost.reported_in_flight = 1;
+    assert_eq!((lost.health, lost.holding()), (AgentHealth::Lost, 0));
+    let mut live = s.state.agents[other].clone();
+    live.reported_in_flight = 1;
+    assert_eq!(live.holding(), 1);
 }
 
 #[test]
