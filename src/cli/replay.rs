@@ -296,7 +296,7 @@ pub async fn run(global: &GlobalArgs, args: ReplayArgs) -> anyhow::Result<ExitCo
 /// keys written, and what the store's write-behind threads achieved per CPU
 /// second (sled's per-key cost, the usual limit of a replay).
 fn cost_json(c: &ReplayCost, cpu_s: f64) -> serde_json::Value {
-    let phases = c.read_s + c.fold_s + c.prepare_s + c.write_s;
+    let phases = c.phases_s();
     json!({"total_s": cpu_s, "read_s": c.read_s, "fold_s": c.fold_s,
            "prepare_s": c.prepare_s, "store_write_s": c.write_s,
            "other_s": (cpu_s - phases).max(0.0), "store_keys": c.store_keys,
@@ -305,7 +305,7 @@ fn cost_json(c: &ReplayCost, cpu_s: f64) -> serde_json::Value {
 
 /// The same for people, one line.
 fn cost_line(c: &ReplayCost, cpu_s: f64, elapsed: f64) -> String {
-    let phases = c.read_s + c.fold_s + c.prepare_s + c.write_s;
+    let phases = c.phases_s();
     format!(
         "cpu {cpu_s:.1} s in {elapsed:.1} s: read {:.1} s, decode+fold {:.1} s, \
          prepare {:.1} s, store writes {:.1} s ({} keys, {:.0} keys per CPU second), \

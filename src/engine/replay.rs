@@ -64,6 +64,11 @@ pub struct ReplayCost {
 }
 
 impl ReplayCost {
+    /// CPU seconds of the measured phases together.
+    pub fn phases_s(&self) -> f64 {
+        self.read_s + self.fold_s + self.prepare_s + self.write_s
+    }
+
     /// Adds another partition's cost to this one.
     pub fn add(&mut self, o: &ReplayCost) {
         self.read_s += o.read_s;
