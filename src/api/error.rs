@@ -88,11 +88,12 @@ impl IntoResponse for HttpError {
 impl From<StoreError> for HttpError {
     fn from(e: StoreError) -> Self {
         match e {
-            // Held by another process, or of another format: readable once
-            // that changes.
-            StoreError::Sled { .. } | StoreError::Format { .. } | StoreError::Journal(_) => {
-                HttpError::Unavailable(e.to_string())
-            }
+            // Held by another process, of another format or still being
+            // built: readable once that changes.
+            StoreError::Sled { .. }
+            | StoreError::Format { .. }
+            | StoreError::Unfinished { .. }
+            | StoreError::Journal(_) => HttpError::Unavailable(e.to_string()),
             StoreError::Corrupt { .. } => HttpError::Internal(e.to_string()),
         }
     }

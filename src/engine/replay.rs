@@ -178,6 +178,9 @@ pub async fn replay_partition(
     let mut stalled_since: Option<Instant> = None;
     let mut writes = WriteBehind::default();
     let mut cost = ReplayCost::default();
+    // The writes are not atomic (see `StoreWriter::write_unbatched`): until
+    // the last is durable the store says it is unfinished.
+    store.mark_unfinished()?;
     while next < end {
         let t0 = thread_cpu_s();
         let records = log.read(journal, p, next, 8192).await?;
@@ -231,6 +234,7 @@ pub async fn replay_partition(
     writes.submit(store, &mut state, &mut index, &cp, &mut cost)?;
     cost.prepare_s += thread_cpu_s() - t;
     writes.wait(&mut cost)?;
+    store.mark_finished()?;
     Ok(PartitionReplay {
         partition: p,
         events,
@@ -243,7 +247,10 @@ pub async fn replay_partition(
 /// The store writes of one replay, one at a time and in order, each on its
 /// own thread while the fold goes on: serialising and inserting a flush
 /// costs about as much as folding the facts between two flushes, and sled
-/// blocks its writer whenever its IO buffers wait for the disk.
+/// blocks its writer whenever its IO buffers wait for the disk. Key by key,
+/// not as sled batches: a batch takes a lock global to the process, so
+/// the partitions' writes took turns (replay went from ~0.75–0.86 M to
+/// ~1.0 M events/s on a 10M-event journal without it).
 #[derive(Default)]
 struct WriteBehind {
     pending: Option<std::thread::JoinHandle<Written>>,
@@ -274,7 +281,7 @@ impl WriteBehind {
         self.pending = Some(std::thread::spawn(move || {
             let keys = prepared.keys() as u64;
             let t = thread_cpu_s();
-            let written = writer.write(prepared);
+            let written = writer.write_unbatched(prepared);
             (written, thread_cpu_s() - t, keys)
         }));
         Ok(())

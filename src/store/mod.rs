@@ -2,9 +2,12 @@
 //! folded workflows, agents and pool usage, plus the checkpoint that says
 //! which journal offset they reflect. Write-behind: the engine folds in
 //! memory and writes a [`ProjectionStore::prepare`]d snapshot every N facts
-//! or M ms; one flush is one atomic sled batch (dirty entries + checkpoint), so after a
-//! crash the store is exactly the fold of `journal[..checkpoint.journal_next]`
-//! and the engine refolds only the tail.
+//! or M ms (see [`flush`]); one flush is one atomic sled batch (dirty entries +
+//! checkpoint), so after a crash the store is exactly the fold of
+//! `journal[..checkpoint.journal_next]` and the engine refolds only the tail.
+//! A replay writes its fresh store key by key instead, under an
+//! `m/unfinished` marker: a store still marked is refused by readers and
+//! emptied by the engine.
 //!
 //! Layout: one sled database per partition, `<data-dir>/store/p-<n>`: a
 //! partition's projections open, move and rebuild on their own (what a
@@ -13,12 +16,14 @@
 //! replays do not share one sled log.
 //! Keys: `w/<workflow id>`, `a/<agent id>`, `p/<pool>`, `b/stats` (the
 //! bottleneck projection, see `domain::bottleneck`), `c/…` (the
-//! correlation index, see [`index`]), `m/checkpoint`, `m/format`. Values:
+//! correlation index, see [`index`]), `m/checkpoint`, `m/format`,
+//! `m/unfinished`. Values:
 //! bincode (varint, see `values`) of the domain types; a
 //! workflow's value is followed by its journal offsets. The format version is
 //! bumped whenever a stored type changes shape; a store with another version
 //! is rebuilt from the journal (see `docs` in the README).
 
+mod flush;
 pub mod index;
 mod scan;
 pub(crate) mod values;
@@ -32,9 +37,10 @@ use serde::{Deserialize, Serialize};
 use crate::domain::bottleneck::Stats;
 use crate::domain::engine::{AgentView, PartitionState, WorkflowState};
 use crate::domain::events::Usage;
+pub use flush::{evict_finished, Finished, PreparedFlush, StoreWriter};
 pub use index::JournalIndex;
 pub use scan::{store_path, WorkflowScan};
-use values::{from_value, split_workflow_value, to_value, write_workflow_value};
+use values::{from_value, split_workflow_value};
 
 /// Bump when a stored type changes shape (or its encoding: 6 moved the
 /// values from fixed-width to varint bincode).
@@ -42,6 +48,10 @@ pub const FORMAT_VERSION: u32 = 6;
 
 /// Key of the store's format version (see [`ProjectionStore::clear`]).
 const FORMAT_KEY: &[u8] = b"m/format";
+/// Present while a non-atomic writer ([`StoreWriter::write_unbatched`]) is
+/// building the store: entries newer than its checkpoint may exist, so the
+/// store is not the fold of any journal prefix until the marker is gone.
+const UNFINISHED_KEY: &[u8] = b"m/unfinished";
 
 /// Key of the bottleneck projection of the partition.
 const BOTTLENECKS_KEY: &[u8] = b"b/stats";
@@ -68,6 +78,8 @@ pub enum StoreError {
         key: String,
         reason: String,
     },
+    #[error("projection store {path} was left half-written by an interrupted replay; delete it and replay again (the engine empties and rebuilds such a store)")]
+    Unfinished { path: String },
     #[error("projection store {path} has format version {found}, this build uses {expected}; the engine (`baton run`, `baton demo`) rebuilds it from the journal when it starts")]
     Format {
         path: String,
@@ -76,109 +88,13 @@ pub enum StoreError {
     },
 }
 
-/// A snapshot of the dirty entries, ready to be serialised and written
-/// (by [`StoreWriter::write`], typically off the decision loop: taking the
-/// snapshot is a clone, several times cheaper than serialising).
-pub struct PreparedFlush {
-    /// Each dirty workflow with its journal offsets.
-    workflows: Vec<(WorkflowState, Vec<u64>)>,
-    /// Correlation-index facts of no workflow in memory.
-    loose: Vec<(String, u64)>,
-    agents: Vec<AgentView>,
-    pools: Vec<(String, Usage)>,
-    /// The bottleneck projection (one value, rewritten at every flush).
-    bottlenecks: Option<Stats>,
-    checkpoint: Checkpoint,
-    /// Workflows and agents in it.
-    pub entries: usize,
-    /// Terminal workflows whose final state it carries.
-    pub finished: Vec<String>,
-}
-
-impl PreparedFlush {
-    /// How many keys writing it inserts.
-    pub fn keys(&self) -> usize {
-        let bottlenecks = usize::from(self.bottlenecks.is_some());
-        self.workflows.len()
-            + self.loose.len()
-            + self.agents.len()
-            + self.pools.len()
-            + bottlenecks
-            + 1
-    }
-
-    fn into_batch(self) -> sled::Batch {
-        let mut batch = sled::Batch::default();
-        // One scratch buffer: sled copies each value into its own
-        // allocation anyway, so a fresh Vec per workflow (and bincode's
-        // sizing pass) would be wasted work.
-        let mut scratch = Vec::with_capacity(1024);
-        for (wf, offsets) in &self.workflows {
-            scratch.clear();
-            write_workflow_value(wf, offsets, &mut scratch);
-            batch.insert(key("w/", &wf.id), scratch.as_slice());
-        }
-        for (c, o) in &self.loose {
-            batch.insert(index::loose_key(c, *o), &[]);
-        }
-        for a in &self.agents {
-            batch.insert(key("a/", &a.id), to_value(a));
-        }
-        for (pool, usage) in &self.pools {
-            batch.insert(key("p/", pool), to_value(usage));
-        }
-        if let Some(stats) = &self.bottlenecks {
-            batch.insert(BOTTLENECKS_KEY.to_vec(), to_value(stats));
-        }
-        batch.insert(b"m/checkpoint".to_vec(), to_value(&self.checkpoint));
-        batch
-    }
-}
-
-/// What [`ProjectionStore::prepare`] does with terminal workflows.
+/// Why the engine's open emptied a store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Finished {
-    /// Clone them; they stay in memory until the write is durable (the
-    /// engine: a duplicate submission must still find them meanwhile).
-    KeepUntilWritten,
-    /// Move them out of memory now (replay).
-    MoveOut,
-}
-
-/// Drops finished workflows from memory once their final state is stored
-/// (they are read back from the store when needed).
-pub fn evict_finished(state: &mut PartitionState, index: &mut JournalIndex, ids: &[String]) {
-    for id in ids {
-        if state.workflows.get(id).is_some_and(|w| w.is_terminal()) {
-            state.workflows.remove(id);
-            index.forget(id);
-        }
-    }
-}
-
-/// Writes prepared flushes; see [`ProjectionStore::prepare`].
-#[derive(Clone)]
-pub struct StoreWriter {
-    db: sled::Db,
-    tree: sled::Tree,
-    path: String,
-}
-
-impl StoreWriter {
-    /// Applies the batch atomically and makes it durable.
-    pub fn write(&self, batch: PreparedFlush) -> Result<(), StoreError> {
-        self.write_batch(batch.into_batch())
-    }
-
-    fn write_batch(&self, batch: sled::Batch) -> Result<(), StoreError> {
-        let err = |source| StoreError::Sled {
-            path: self.path.clone(),
-            source,
-        };
-        self.tree.apply_batch(batch).map_err(err)?;
-        self.db.flush().map_err(err)?;
-        Ok(())
-    }
+pub enum Emptied {
+    /// It was written in this other format version.
+    Format(u32),
+    /// An interrupted replay left it half-written.
+    Unfinished,
 }
 
 /// One partition's projections: its own sled database.
@@ -262,33 +178,62 @@ impl ProjectionStore {
             Some(_) => {}
             None => store.stamp_format()?,
         }
+        if store
+            .tree
+            .contains_key(UNFINISHED_KEY)
+            .map_err(|e| store.sled(e))?
+        {
+            return Err(StoreError::Unfinished {
+                path: store.path_str(),
+            });
+        }
         Ok(store)
     }
 
     /// [`open`](Self::open) for the engine: a store written in another
-    /// format version is emptied (and stamped with this one) instead of
-    /// refused, so the partition rebuilds it from the journal, the truth
-    /// every projection is derived from. Returns the version it replaced.
+    /// format version, or left unfinished by an interrupted replay, is
+    /// emptied (and stamped with this build's format) instead of refused,
+    /// so the partition rebuilds it from the journal, the truth every
+    /// projection is derived from. Says why when it emptied one.
     pub fn open_rebuilding_other_formats(
         data_dir: &Path,
         partition: u32,
-    ) -> Result<(Self, Option<u32>), StoreError> {
-        match Self::open(data_dir, partition) {
-            Err(StoreError::Format { found, .. }) => {
-                let path = store_path(data_dir, partition);
-                let db = shared_db(&path, ENGINE_CACHE_BYTES)?;
-                let tree = db
-                    .open_tree("projections")
-                    .map_err(|source| StoreError::Sled {
-                        path: path.display().to_string(),
-                        source,
-                    })?;
-                let store = ProjectionStore { db, tree, path };
-                store.clear()?;
-                Ok((store, Some(found)))
-            }
-            other => other.map(|s| (s, None)),
-        }
+    ) -> Result<(Self, Option<Emptied>), StoreError> {
+        let emptied = match Self::open(data_dir, partition) {
+            Err(StoreError::Format { found, .. }) => Emptied::Format(found),
+            Err(StoreError::Unfinished { .. }) => Emptied::Unfinished,
+            other => return other.map(|s| (s, None)),
+        };
+        let path = store_path(data_dir, partition);
+        let db = shared_db(&path, ENGINE_CACHE_BYTES)?;
+        let tree = db
+            .open_tree("projections")
+            .map_err(|source| StoreError::Sled {
+                path: path.display().to_string(),
+                source,
+            })?;
+        let store = ProjectionStore { db, tree, path };
+        store.clear()?;
+        Ok((store, Some(emptied)))
+    }
+
+    /// Marks the store as being built by a non-atomic writer, durably,
+    /// before its first write; [`mark_finished`](Self::mark_finished) ends
+    /// that. Opening a store still marked fails ([`StoreError::Unfinished`]).
+    pub fn mark_unfinished(&self) -> Result<(), StoreError> {
+        self.tree
+            .insert(UNFINISHED_KEY, &[])
+            .map_err(|e| self.sled(e))?;
+        self.db.flush().map_err(|e| self.sled(e))?;
+        Ok(())
+    }
+
+    /// Ends [`mark_unfinished`](Self::mark_unfinished), once every write is
+    /// durable.
+    pub fn mark_finished(&self) -> Result<(), StoreError> {
+        self.tree.remove(UNFINISHED_KEY).map_err(|e| self.sled(e))?;
+        self.db.flush().map_err(|e| self.sled(e))?;
+        Ok(())
     }
 
     /// Marks the store as holding this build's format.
@@ -555,77 +500,6 @@ impl ProjectionStore {
             state.facts_folded = c.facts_folded;
         }
         Ok(cp)
-    }
-
-    /// Snapshots the dirty entries and the checkpoint (the part that needs
-    /// the state). Write it with [`StoreWriter::write`], possibly on another
-    /// thread (until it is written, a crash simply resumes from the previous
-    /// checkpoint). With [`Finished::KeepUntilWritten`] terminal workflows are
-    /// cloned and stay in memory; once written, drop them with
-    /// [`evict_finished`]. With [`Finished::MoveOut`] they leave `state` (and
-    /// the index) now: for a fold nobody queries meanwhile (replay).
-    pub fn prepare(
-        &self,
-        state: &mut PartitionState,
-        index: &mut JournalIndex,
-        checkpoint: &Checkpoint,
-        terminal: Finished,
-    ) -> PreparedFlush {
-        let dirty_wf = std::mem::take(&mut state.dirty_workflows);
-        let mut workflows = Vec::with_capacity(dirty_wf.len());
-        let mut finished = Vec::new();
-        for id in dirty_wf {
-            let Some(wf) = state.workflows.get(&id) else {
-                continue;
-            };
-            let offsets = index.offsets(&id).to_vec();
-            let done = wf.is_terminal();
-            match (done, terminal) {
-                (true, Finished::MoveOut) => {
-                    if let Some(wf) = state.workflows.remove(&id) {
-                        index.forget(&id);
-                        workflows.push((wf, offsets));
-                    }
-                }
-                _ => workflows.push((wf.clone(), offsets)),
-            }
-            if done {
-                finished.push(id);
-            }
-        }
-        let agents: Vec<AgentView> = std::mem::take(&mut state.dirty_agents)
-            .iter()
-            .filter_map(|id| state.agents.get(id).cloned())
-            .collect();
-        let pools = state
-            .pool_usage
-            .iter()
-            .map(|(p, u)| (p.clone(), u.clone()))
-            .collect();
-        let bottlenecks = state
-            .config
-            .bottleneck
-            .enabled
-            .then(|| state.bottlenecks.clone());
-        PreparedFlush {
-            bottlenecks,
-            entries: workflows.len() + agents.len(),
-            workflows,
-            loose: index.take_loose(),
-            agents,
-            pools,
-            checkpoint: checkpoint.clone(),
-            finished,
-        }
-    }
-
-    /// A handle that writes prepared batches (cheap to clone, `Send`).
-    pub fn writer(&self) -> StoreWriter {
-        StoreWriter {
-            db: self.db.clone(),
-            tree: self.tree.clone(),
-            path: self.path_str(),
-        }
     }
 
     /// Counts of stored workflows by status.

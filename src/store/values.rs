@@ -94,7 +94,7 @@ mod tests {
         // The engine's open empties it instead (it rebuilds from the journal).
         let (store, replaced) =
             ProjectionStore::open_rebuilding_other_formats(dir.path(), 0).unwrap();
-        assert_eq!(replaced, Some(5));
+        assert_eq!(replaced, Some(crate::store::Emptied::Format(5)));
         assert!(store.checkpoint().unwrap().is_none());
         assert_eq!(store.entries().count(), 0, "old values are gone");
         assert!(ProjectionStore::open(dir.path(), 0).is_ok());

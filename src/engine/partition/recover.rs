@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::store::Emptied;
 
 impl<'a> Loop<'a> {
     pub(super) async fn recover(
@@ -17,13 +18,18 @@ impl<'a> Loop<'a> {
     ) -> Result<Loop<'a>, EngineError> {
         let (store, replaced) =
             ProjectionStore::open_rebuilding_other_formats(&engine.options.data_dir, p)?;
-        if let Some(found) = replaced {
-            tracing::warn!(
+        match replaced {
+            Some(Emptied::Format(found)) => tracing::warn!(
                 partition = p,
                 found,
                 expected = crate::store::FORMAT_VERSION,
                 "the partition's store was written in another format version; rebuilding it from the journal"
-            );
+            ),
+            Some(Emptied::Unfinished) => tracing::warn!(
+                partition = p,
+                "the partition's store was left half-written by an interrupted replay; rebuilding it from the journal"
+            ),
+            None => {}
         }
         let mut state = PartitionState::new(engine.config.clone());
         state.producer = crate::domain::engine::engine_producer(p);
