@@ -158,15 +158,7 @@ impl ProjectionStore {
         partition: u32,
         cache_bytes: u64,
     ) -> Result<Self, StoreError> {
-        let path = store_path(data_dir, partition);
-        let db = shared_db(&path, cache_bytes)?;
-        let tree = db
-            .open_tree("projections")
-            .map_err(|source| StoreError::Sled {
-                path: path.display().to_string(),
-                source,
-            })?;
-        let store = ProjectionStore { db, tree, path };
+        let store = Self::open_unchecked(data_dir, partition, cache_bytes)?;
         match store.format()? {
             Some(found) if found != FORMAT_VERSION => {
                 return Err(StoreError::Format {
@@ -190,6 +182,23 @@ impl ProjectionStore {
         Ok(store)
     }
 
+    /// Opens the database and its tree, whatever they hold.
+    fn open_unchecked(
+        data_dir: &Path,
+        partition: u32,
+        cache_bytes: u64,
+    ) -> Result<Self, StoreError> {
+        let path = store_path(data_dir, partition);
+        let db = shared_db(&path, cache_bytes)?;
+        let tree = db
+            .open_tree("projections")
+            .map_err(|source| StoreError::Sled {
+                path: path.display().to_string(),
+                source,
+            })?;
+        Ok(ProjectionStore { db, tree, path })
+    }
+
     /// [`open`](Self::open) for the engine: a store written in another
     /// format version, or left unfinished by an interrupted replay, is
     /// emptied (and stamped with this build's format) instead of refused,
@@ -204,15 +213,7 @@ impl ProjectionStore {
             Err(StoreError::Unfinished { .. }) => Emptied::Unfinished,
             other => return other.map(|s| (s, None)),
         };
-        let path = store_path(data_dir, partition);
-        let db = shared_db(&path, ENGINE_CACHE_BYTES)?;
-        let tree = db
-            .open_tree("projections")
-            .map_err(|source| StoreError::Sled {
-                path: path.display().to_string(),
-                source,
-            })?;
-        let store = ProjectionStore { db, tree, path };
+        let store = Self::open_unchecked(data_dir, partition, ENGINE_CACHE_BYTES)?;
         store.clear()?;
         Ok((store, Some(emptied)))
     }
