@@ -45,8 +45,8 @@ impl PreparedFlush {
             + 1
     }
 
-    /// Its entries, ascending by key, and the checkpoint entry apart (a
-    /// writer that is not atomic writes it last).
+    /// Its entries, and the checkpoint entry apart (a writer that is not
+    /// atomic writes it last).
     fn into_entries(self) -> (Vec<Entry>, Entry) {
         let mut out: Vec<Entry> = Vec::with_capacity(self.keys());
         // One scratch buffer: sled copies each value into its own
@@ -70,8 +70,6 @@ impl PreparedFlush {
         if let Some(stats) = &self.bottlenecks {
             out.push((BOTTLENECKS_KEY.to_vec(), to_value(stats).into()));
         }
-        // Ascending keys: consecutive inserts land in the same sled leaf.
-        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let checkpoint = (b"m/checkpoint".to_vec(), to_value(&self.checkpoint).into());
         (out, checkpoint)
     }
@@ -132,7 +130,10 @@ impl StoreWriter {
             path: self.path.clone(),
             source,
         };
-        let (entries, (ck, cv)) = batch.into_entries();
+        let (mut entries, (ck, cv)) = batch.into_entries();
+        // Ascending keys, as a sled batch would apply them: consecutive
+        // inserts land in the same leaf.
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for (k, v) in entries {
             self.tree.insert(k, v).map_err(err)?;
         }
