@@ -23,8 +23,10 @@
 //! reads again (superseded page versions) are not detected, and need not
 //! be.
 
+use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::Once;
 
 use super::{forget_db, store_path, StoreError};
 
@@ -51,11 +53,35 @@ pub(super) fn sled_damage(e: &sled::Error) -> bool {
     )
 }
 
+thread_local! {
+    /// Set while this thread opens a sled database: a panic then is
+    /// reported as damage, not printed with a backtrace.
+    static OPENING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Wraps the panic hook once so that panics inside [`open_catching`] are
+/// not printed (they come back as [`StoreError::Damaged`], which says it).
+fn quiet_panics_while_opening() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !OPENING.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+}
+
 /// Opens a sled database, turning a panic inside sled (which it does on
 /// some damaged files) into [`StoreError::Damaged`].
 pub(super) fn open_catching(config: sled::Config, path: &Path) -> Result<sled::Db, StoreError> {
     let shown = path.display().to_string();
-    match catch_unwind(AssertUnwindSafe(|| config.open())) {
+    quiet_panics_while_opening();
+    OPENING.with(|o| o.set(true));
+    let opened = catch_unwind(AssertUnwindSafe(|| config.open()));
+    OPENING.with(|o| o.set(false));
+    match opened {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(source)) if sled_damage(&source) => Err(StoreError::Damaged {
             path: shown,

@@ -136,6 +136,18 @@ impl<'a> Loop<'a> {
             );
             loaded.store.clear()?;
             loaded = Loaded::empty(engine, p, loaded.store);
+        } else if loaded.cp.ingress_next < committed {
+            // The group commits only after the checkpoint covering the
+            // commit is durable: the store lost writes (sled drops what
+            // follows damage in its log), its rebuild was interrupted, or
+            // another instance ran the partition since. Refolding the
+            // journal from the checkpoint makes it whole either way.
+            tracing::warn!(
+                partition = p,
+                checkpoint_ingress_next = loaded.cp.ingress_next,
+                committed,
+                "the projection store is behind the committed ingress offset (lost writes, an interrupted rebuild, or another instance ran this partition); refolding the journal from its checkpoint"
+            );
         }
         Self::resume(engine, p, loaded, committed, ingress_end, takeover_quiet).await
     }
