@@ -113,11 +113,9 @@ pub async fn run(global: &GlobalArgs, args: InspectArgs) -> anyhow::Result<ExitC
             let mut agents: std::collections::BTreeMap<String, AgentView> = Default::default();
             for p in 0..partitions {
                 let views = match as_of {
-                    None => {
-                        super::stores::open_checked(global, log.as_ref(), p, "baton inspect")
-                            .await?
-                            .agents()?
-                    }
+                    None => super::stores::open_checked(global, log.as_ref(), p, "baton inspect")
+                        .await?
+                        .agents()?,
                     Some(a) => {
                         let until = a.offset_in(log.as_ref(), &journal.topic, p).await?;
                         agents_as_of(&source, p, until).await?

@@ -100,7 +100,9 @@ async fn check(
     if committed > ingress_next {
         let what = behind(&path, p, ingress_next, committed);
         if global.brokers.is_some() {
-            eprintln!("warning: {what} (or another instance ran this partition since: ask it with --api)");
+            eprintln!(
+                "warning: {what} (or another instance ran this partition since: ask it with --api)"
+            );
         } else {
             anyhow::bail!("{what}; this command does not answer from it. {REBUILD}");
         }

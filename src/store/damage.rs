@@ -49,7 +49,9 @@ impl StoreError {
 pub(super) fn sled_damage(e: &sled::Error) -> bool {
     matches!(
         e,
-        sled::Error::Corruption { .. } | sled::Error::ReportableBug(_) | sled::Error::Unsupported(_)
+        sled::Error::Corruption { .. }
+            | sled::Error::ReportableBug(_)
+            | sled::Error::Unsupported(_)
     )
 }
 

@@ -204,7 +204,8 @@ impl<'a> Loop<'a> {
         };
         lp.warm_dedup(cp.journal_next).await?;
         lp.refold_tail(committed, &mut ingress_end).await?;
-        lp.settle(committed, &mut ingress_end, takeover_quiet).await?;
+        lp.settle(committed, &mut ingress_end, takeover_quiet)
+            .await?;
         // Ingress resumes after the last input the journal reflects, never
         // at the group's committed offset when that is further: the commit
         // follows the journal, so inputs between the two either made no
