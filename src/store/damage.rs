@@ -143,7 +143,7 @@ mod tests {
         assert!(!io.is_damage());
         let corrupt = StoreError::Sled {
             path: "p".into(),
-            source: sled::Error::Corruption { at: None },
+            source: sled::Error::ReportableBug("bad page".into()),
         };
         assert!(corrupt.is_damage());
     }
