@@ -101,7 +101,7 @@ pub enum EngineError {
     /// not reach: records were lost from the log (restored from an older
     /// copy, truncated, or the topic was recreated). Reading on would skip
     /// every new record up to `offset`, so the partition stops.
-    #[error("partition {partition} stopped: {topic} partition {partition} ends at offset {end}, but {held} is {offset}; records {end}..{offset} of it were lost from the log (an older copy restored, a truncation or repair, or the topic recreated), and new records there would reuse offsets the engine has already read, so they would be skipped. Nothing more is decided on this partition. Restore the lost records (e.g. from a backup of the data directory), or, if they are gone for good, start this partition's history afresh: a new --data-dir (embedded log) or a new --topic-prefix (Kafka)")]
+    #[error("partition {partition} stopped: {topic} partition {partition} ends at offset {end}, but {held} is {offset}; records {end}..{offset} of it were lost from the log (an older copy restored, a truncation or repair, or the topic recreated), and new records there would reuse offsets the engine has already read, so they would be skipped. Nothing more is decided on this partition. Restore the lost records (e.g. from a backup of the data directory), or, if they are gone for good, start afresh: a new --data-dir (embedded log) or a new --topic-prefix (Kafka)")]
     BeyondEnd {
         partition: u32,
         topic: String,
