@@ -94,7 +94,9 @@ impl From<StoreError> for HttpError {
             | StoreError::Format { .. }
             | StoreError::Unfinished { .. }
             | StoreError::Journal(_) => HttpError::Unavailable(e.to_string()),
-            StoreError::Corrupt { .. } => HttpError::Internal(e.to_string()),
+            StoreError::Corrupt { .. } | StoreError::Damaged { .. } => {
+                HttpError::Internal(e.to_string())
+            }
         }
     }
 }

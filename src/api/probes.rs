@@ -6,7 +6,8 @@
 //! process serves HTTP; `/readyz` is 200 exactly when this process can
 //! serve current data: without an engine (`live` is `None`) always, with
 //! one only when it owns at least one partition and every owned partition
-//! is recovered and at most `ready_max_lag` records behind.
+//! is recovered and at most `ready_max_lag` records behind. A partition
+//! whose loop stopped for good is listed with why, and never ready.
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -68,13 +69,16 @@ fn readiness(ctx: &ApiContext) -> Readiness {
             recovered: r.recovered,
             lag: r.lag,
             ready: r.ready,
+            stopped: r.stopped,
         })
         .collect();
     let waiting: Vec<String> = partitions
         .iter()
         .filter(|r| !r.ready)
         .map(|r| {
-            if r.recovered {
+            if let Some(why) = &r.stopped {
+                why.clone()
+            } else if r.recovered {
                 format!("partition {} is {} records behind", r.partition, r.lag)
             } else {
                 format!("partition {} is recovering", r.partition)

@@ -403,6 +403,10 @@ pub struct PartitionReadinessDto {
     pub lag: u64,
     /// Recovered and lag ≤ the configured maximum.
     pub ready: bool,
+    /// Why the partition's loop stopped, when it did: it needs an
+    /// operator (the message says what to do) and is never ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
 }
 
 /// `/readyz`.

@@ -75,7 +75,8 @@ pub async fn run(global: &GlobalArgs, args: AuditArgs) -> anyhow::Result<ExitCod
     let story = match (&args.correlation_id, &args.agent) {
         (Some(id), _) => {
             let p = partition_for_key(id.as_bytes(), partitions);
-            let store = super::remote::local_store(&global.data_dir, p, "baton audit <id>")?;
+            let store =
+                super::stores::open_checked(global, log.as_ref(), p, "baton audit <id>").await?;
             let facts = correlation_facts(&source, p, &store, id).await?;
             if facts.is_empty() {
                 eprintln!("error: nothing in the journal for `{id}` (partition {p})");

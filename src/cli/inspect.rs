@@ -85,7 +85,8 @@ pub async fn run(global: &GlobalArgs, args: InspectArgs) -> anyhow::Result<ExitC
     match args.what {
         InspectWhat::Workflow { id, as_of } => {
             let p = partition_for_key(id.as_bytes(), partitions);
-            let store = super::remote::local_store(&global.data_dir, p, "baton inspect")?;
+            let store =
+                super::stores::open_checked(global, log.as_ref(), p, "baton inspect").await?;
             let wf = match as_of {
                 None => store.workflow(&id)?,
                 Some(a) => {
@@ -112,7 +113,8 @@ pub async fn run(global: &GlobalArgs, args: InspectArgs) -> anyhow::Result<ExitC
             let mut agents: std::collections::BTreeMap<String, AgentView> = Default::default();
             for p in 0..partitions {
                 let views = match as_of {
-                    None => super::remote::local_store(&global.data_dir, p, "baton inspect")?
+                    None => super::stores::open_checked(global, log.as_ref(), p, "baton inspect")
+                        .await?
                         .agents()?,
                     Some(a) => {
                         let until = a.offset_in(log.as_ref(), &journal.topic, p).await?;

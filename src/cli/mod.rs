@@ -23,6 +23,7 @@ mod run;
 mod scenario;
 mod schemas;
 mod serve;
+mod stores;
 
 pub use run::parse_window;
 mod submit;

@@ -4,20 +4,7 @@
 //! Invariant: an answer the API gives (200 or a JSON error) is returned as
 //! such; only transport failures are errors, naming the URL.
 
-use std::path::Path;
 use std::time::Duration;
-
-use crate::store::ProjectionStore;
-
-/// Opens partition `p`'s store for a CLI read; when that fails (a running
-/// engine holds it), the error says how to ask that engine instead.
-pub fn local_store(data_dir: &Path, p: u32, command: &str) -> anyhow::Result<ProjectionStore> {
-    ProjectionStore::open(data_dir, p).map_err(|e| {
-        anyhow::Error::from(e).context(format!(
-            "cannot open partition {p}'s store; if an engine is running on this data dir, ask it instead: {command} --api http://127.0.0.1:9464"
-        ))
-    })
-}
 
 /// GETs `base` + `path`: `Ok(Ok(body))` on 200, `Ok(Err(message))` for an
 /// API error (its JSON `message`), `Err` when the API cannot be reached.

@@ -137,6 +137,14 @@ pub async fn run(global: &GlobalArgs, args: ReplayArgs) -> anyhow::Result<ExitCo
             into.display()
         )));
     }
+    if args.verify {
+        // A damaged live store, one that reflects journal facts the journal
+        // lost, or one behind the committed offset is no reference: a
+        // replay of what is left could even agree with it.
+        super::stores::check_existing(global, log.as_ref(), &partitions)
+            .await
+            .map_err(|e| e.context("--verify FAILED"))?;
+    }
     let mut spans = Vec::with_capacity(partitions.len());
     let mut windows = Vec::with_capacity(partitions.len());
     let mut total = 0;

@@ -62,6 +62,7 @@ pub async fn load_states_for(
     let log = super::backend::open(global, super::backend::Access::Read).await?;
     let partitions = log.partition_count(&global.topics().ingress()).await?;
     let all: Vec<u32> = (0..partitions).collect();
+    super::stores::check_existing(global, log.as_ref(), &all).await?;
     Ok(crate::engine::stored::load_states(
         &global.data_dir,
         &all,

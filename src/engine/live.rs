@@ -37,6 +37,9 @@ impl PartitionLive {
 pub struct Live {
     started: Instant,
     parts: RwLock<BTreeMap<u32, Arc<PartitionLive>>>,
+    /// Owned partitions whose loop stopped for good (see
+    /// `EngineError::stops_partition_only`), with the reason.
+    stopped: RwLock<BTreeMap<u32, String>>,
 }
 
 impl Default for Live {
@@ -44,6 +47,7 @@ impl Default for Live {
         Live {
             started: Instant::now(),
             parts: RwLock::new(BTreeMap::new()),
+            stopped: RwLock::new(BTreeMap::new()),
         }
     }
 }
@@ -55,6 +59,8 @@ pub struct PartitionReadiness {
     pub recovered: bool,
     pub lag: u64,
     pub ready: bool,
+    /// Why its loop stopped, when it did (it is then never ready).
+    pub stopped: Option<String>,
 }
 
 impl Live {
@@ -71,6 +77,31 @@ impl Live {
             .unwrap_or_else(|e| e.into_inner())
             .insert(p, rec.clone());
         rec
+    }
+
+    /// The loop for `p` stopped for good, for `reason`: it stays listed,
+    /// not ready, until a loop for it starts again or it is revoked.
+    pub fn stopped(&self, p: u32, reason: String) {
+        self.stopped
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(p, reason);
+    }
+
+    /// `p` is not owned any more, or a loop for it starts again.
+    pub fn clear_stopped(&self, p: u32) {
+        self.stopped
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&p);
+    }
+
+    /// The partitions whose loop stopped for good, with why.
+    pub fn stopped_partitions(&self) -> BTreeMap<u32, String> {
+        self.stopped
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The loop for `p` ended (revoked or stopped).
@@ -108,8 +139,10 @@ impl Live {
 
     /// Per owned partition: ready when recovered and at most `max_lag`
     /// records behind the ingress end last sampled.
+    /// A stopped partition is listed too, never ready.
     pub fn readiness(&self, max_lag: u64) -> Vec<PartitionReadiness> {
-        self.owned()
+        let mut out: Vec<PartitionReadiness> = self
+            .owned()
             .into_iter()
             .map(|(p, r)| {
                 let recovered = r.recovered.load(Ordering::Relaxed);
@@ -119,8 +152,21 @@ impl Live {
                     recovered,
                     lag,
                     ready: recovered && lag <= max_lag,
+                    stopped: None,
                 }
             })
-            .collect()
+            .collect();
+        for (p, reason) in self.stopped_partitions() {
+            out.retain(|r| r.partition != p);
+            out.push(PartitionReadiness {
+                partition: p,
+                recovered: false,
+                lag: 0,
+                ready: false,
+                stopped: Some(reason),
+            });
+        }
+        out.sort_by_key(|r| r.partition);
+        out
     }
 }

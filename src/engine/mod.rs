@@ -97,4 +97,48 @@ pub enum EngineError {
         offset: u64,
         reason: String,
     },
+    /// The engine holds an offset of a partition that the partition does
+    /// not reach: records were lost from the log (restored from an older
+    /// copy, truncated, or the topic was recreated). Reading on would skip
+    /// every new record up to `offset`, so the partition stops.
+    #[error("partition {partition} stopped: {topic} partition {partition} ends at offset {end}, but {held} is {offset}; records {end}..{offset} of it were lost from the log (an older copy restored, a truncation or repair, or the topic recreated), and new records there would reuse offsets the engine has already read, so they would be skipped. Nothing more is decided on this partition. Restore the lost records (e.g. from a backup of the data directory), or, if they are gone for good, start afresh: a new --data-dir (embedded log) or a new --topic-prefix (Kafka)")]
+    BeyondEnd {
+        partition: u32,
+        topic: String,
+        /// What holds the offset, in words.
+        held: String,
+        offset: u64,
+        end: u64,
+    },
+}
+
+impl EngineError {
+    /// Whether this stops only the partition it names: the supervisor
+    /// keeps the others running and reports it (`/readyz`, the log, the
+    /// exit status); other errors that are not broker errors stop the
+    /// process.
+    pub fn stops_partition_only(&self) -> bool {
+        matches!(self, EngineError::BeyondEnd { .. })
+    }
+}
+
+/// Fails with [`EngineError::BeyondEnd`] when `offset`, held by `held`, lies
+/// past `end`, the end of partition `partition` of `topic`.
+pub fn check_within(
+    partition: u32,
+    topic: &str,
+    held: &str,
+    offset: u64,
+    end: u64,
+) -> Result<(), EngineError> {
+    if offset <= end {
+        return Ok(());
+    }
+    Err(EngineError::BeyondEnd {
+        partition,
+        topic: topic.to_string(),
+        held: held.to_string(),
+        offset,
+        end,
+    })
 }

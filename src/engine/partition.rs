@@ -92,6 +92,10 @@ struct Loop<'a> {
 /// ends.
 const HEARD_CHECK_EVERY: Duration = Duration::from_millis(100);
 
+/// How often an idle partition checks that its ingress still reaches the
+/// offset it reads next.
+const END_CHECK_EVERY: Duration = Duration::from_secs(1);
+
 /// How often a partition publishes its state gauges.
 const GAUGES_EVERY: Duration = Duration::from_secs(1);
 
@@ -116,6 +120,7 @@ async fn run_loop(
 ) -> Result<(), EngineError> {
     let mut lp = Loop::recover(engine, p, takeover_quiet).await?;
     let ingress = engine.topics.ingress();
+    let mut end_checked = Instant::now();
     loop {
         if *stop.borrow() {
             break;
@@ -137,6 +142,20 @@ async fn run_loop(
                 .next_timer_heard(t, lp.heard_until)
                 .is_none_or(|due| due > t);
         if idle {
+            if end_checked.elapsed() >= END_CHECK_EVERY {
+                // A log that lost records while the loop ran (a broker's
+                // unclean leader election, a recreated topic) ends before
+                // `ingress_next`: stop instead of skipping what comes.
+                end_checked = Instant::now();
+                let end = engine.log.high_watermark(&ingress, p).await?;
+                super::check_within(
+                    p,
+                    &ingress,
+                    "the next offset the partition's loop reads",
+                    lp.ingress_next,
+                    end,
+                )?;
+            }
             if lp.facts_since_flush > 0 && lp.last_flush.elapsed() >= engine.options.flush_every {
                 lp.checkpoint(false).await?;
             } else if lp.facts_since_flush == 0 && lp.pending_write.is_none() {

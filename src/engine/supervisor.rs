@@ -8,8 +8,17 @@
 //! - At most one loop per partition in this process.
 //! - A revoked partition's loop has finished before the answer is sent, so
 //!   the next owner starts from a flushed store and committed offsets.
-//! - Errors other than broker errors (a corrupt store, an undecodable
-//!   journal) stop everything: restarting would not fix them.
+//! - A partition whose log lost records the engine had read (an offset it
+//!   holds lies past the partition's end, `EngineError::BeyondEnd`) stops
+//!   alone: logged at error level, listed with its reason by `/readyz`
+//!   (which then answers 503), not restarted; the other partitions run on,
+//!   and when the process stops it exits with that error. Restarting would
+//!   not fix it, and stopping every partition for one would stop work that
+//!   is fine.
+//! - Other errors that are not broker errors (an undecodable journal, a
+//!   store failing while the loop runs) stop everything: restarting would
+//!   not fix them. (A store found damaged at start-up is moved aside and
+//!   rebuilt by the loop's recovery; it is no error.)
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,6 +39,7 @@ struct Running {
 }
 
 fn start(engine: &Arc<Engine>, p: u32, quiet: Duration) -> Running {
+    engine.live.clear_stopped(p);
     let (stop, rx) = watch::channel(false);
     Running {
         stop,
@@ -59,18 +69,23 @@ pub async fn run_owned(
     let quiet = membership.takeover_quiet;
     let mut running: BTreeMap<u32, Running> = BTreeMap::new();
     let mut failed: Option<EngineError> = None;
+    // Partitions stopped alone, with their error (the first is returned).
+    let mut stopped: BTreeMap<u32, EngineError> = BTreeMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
         tokio::select! {
             change = membership.changes.recv() => match change {
                 Some(OwnershipChange::Assigned(ps)) => {
                     for p in ps {
+                        stopped.remove(&p);
                         running.entry(p).or_insert_with(|| start(&engine, p, quiet));
                     }
                     tracing::info!(partitions = ?running.keys().collect::<Vec<_>>(), "owning partitions");
                 }
                 Some(OwnershipChange::Revoked { partitions, done }) => {
                     for p in partitions {
+                        stopped.remove(&p);
+                        engine.live.clear_stopped(p);
                         if let Some(r) = running.remove(&p) {
                             if let Err(e) = finish(p, r).await {
                                 tracing::warn!(partition = p, error = %e, "partition loop ended with an error on hand-over");
@@ -97,6 +112,11 @@ pub async fn run_owned(
                             tokio::time::sleep(RESTART_BACKOFF).await;
                             running.insert(p, start(&engine, p, quiet));
                         }
+                        Err(e) if e.stops_partition_only() => {
+                            tracing::error!(partition = p, error = %e, "partition stopped; the other partitions run on");
+                            engine.live.stopped(p, e.to_string());
+                            stopped.insert(p, e);
+                        }
                         Err(e) => {
                             failed = Some(e);
                             break;
@@ -113,6 +133,9 @@ pub async fn run_owned(
         if let Err(e) = finish(p, r).await {
             failed.get_or_insert(e);
         }
+    }
+    if failed.is_none() {
+        failed = stopped.into_values().next();
     }
     failed.map_or(Ok(()), Err)
 }

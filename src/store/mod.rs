@@ -23,6 +23,7 @@
 //! bumped whenever a stored type changes shape; a store with another version
 //! is rebuilt from the journal (see `docs` in the README).
 
+mod damage;
 mod flush;
 pub mod index;
 mod scan;
@@ -37,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::bottleneck::Stats;
 use crate::domain::engine::{AgentView, PartitionState, WorkflowState};
 use crate::domain::events::Usage;
+pub use damage::quarantine;
 pub use flush::{evict_finished, Finished, PreparedFlush, StoreWriter};
 pub use index::JournalIndex;
 pub use scan::{store_path, WorkflowScan};
@@ -78,6 +80,8 @@ pub enum StoreError {
         key: String,
         reason: String,
     },
+    #[error("projection store {path} is damaged: {reason}")]
+    Damaged { path: String, reason: String },
     #[error("projection store {path} was left half-written by an interrupted replay; delete it and replay again (the engine empties and rebuilds such a store)")]
     Unfinished { path: String },
     #[error("projection store {path} has format version {found}, this build uses {expected}; the engine (`baton run`, `baton demo`) rebuilds it from the journal when it starts")]
@@ -89,12 +93,28 @@ pub enum StoreError {
 }
 
 /// Why the engine's open emptied a store.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Emptied {
     /// It was written in this other format version.
     Format(u32),
     /// An interrupted replay left it half-written.
     Unfinished,
+    /// It was damaged (the reason); it was moved aside to `moved_to` and a
+    /// new one created.
+    Damaged { reason: String, moved_to: PathBuf },
+}
+
+fn dbs() -> std::sync::MutexGuard<'static, HashMap<PathBuf, sled::Db>> {
+    static DBS: OnceLock<Mutex<HashMap<PathBuf, sled::Db>>> = OnceLock::new();
+    DBS.get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+}
+
+/// Drops this process's cached handle of the database at `path` (before
+/// it is moved aside): the next open reads it from disk again.
+fn forget_db(path: &Path) {
+    dbs().remove(path);
 }
 
 /// One partition's projections: its own sled database.
@@ -113,23 +133,15 @@ pub const ENGINE_CACHE_BYTES: u64 = 8 << 20;
 /// Open databases by path: sled allows one open per path and process, so
 /// the first open of a path decides its cache size.
 fn shared_db(path: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
-    static DBS: OnceLock<Mutex<HashMap<PathBuf, sled::Db>>> = OnceLock::new();
-    let mut dbs = DBS
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
+    let mut dbs = dbs();
     if let Some(db) = dbs.get(path) {
         return Ok(db.clone());
     }
-    let db = sled::Config::new()
+    let config = sled::Config::new()
         .path(path)
         .cache_capacity(cache_bytes)
-        .mode(sled::Mode::LowSpace)
-        .open()
-        .map_err(|source| StoreError::Sled {
-            path: path.display().to_string(),
-            source,
-        })?;
+        .mode(sled::Mode::LowSpace);
+    let db = damage::open_catching(config, path)?;
     dbs.insert(path.to_path_buf(), db.clone());
     Ok(db)
 }
@@ -190,12 +202,19 @@ impl ProjectionStore {
     ) -> Result<Self, StoreError> {
         let path = store_path(data_dir, partition);
         let db = shared_db(&path, cache_bytes)?;
-        let tree = db
-            .open_tree("projections")
-            .map_err(|source| StoreError::Sled {
-                path: path.display().to_string(),
-                source,
-            })?;
+        let tree = db.open_tree("projections").map_err(|source| {
+            if damage::sled_damage(&source) {
+                StoreError::Damaged {
+                    path: path.display().to_string(),
+                    reason: source.to_string(),
+                }
+            } else {
+                StoreError::Sled {
+                    path: path.display().to_string(),
+                    source,
+                }
+            }
+        })?;
         Ok(ProjectionStore { db, tree, path })
     }
 
@@ -211,11 +230,43 @@ impl ProjectionStore {
         let emptied = match Self::open(data_dir, partition) {
             Err(StoreError::Format { found, .. }) => Emptied::Format(found),
             Err(StoreError::Unfinished { .. }) => Emptied::Unfinished,
+            Err(e) if e.is_damage() => return Self::replace_damaged(data_dir, partition, &e),
             other => return other.map(|s| (s, None)),
         };
         let store = Self::open_unchecked(data_dir, partition, ENGINE_CACHE_BYTES)?;
         store.clear()?;
         Ok((store, Some(emptied)))
+    }
+
+    /// Moves partition `partition`'s damaged store aside (see
+    /// [`quarantine`]) and opens a new, empty one in its place. `damage`
+    /// says what was found. The caller must hold no handle to the old one.
+    pub fn replace_damaged(
+        data_dir: &Path,
+        partition: u32,
+        damage: &StoreError,
+    ) -> Result<(Self, Option<Emptied>), StoreError> {
+        let moved_to = quarantine(data_dir, partition)?;
+        let store = Self::open(data_dir, partition)?;
+        Ok((
+            store,
+            Some(Emptied::Damaged {
+                reason: damage.to_string(),
+                moved_to,
+            }),
+        ))
+    }
+
+    /// Reads every page of the store that [`load_into`](Self::load_into)
+    /// does not (the correlation index and meta keys), so damage there is
+    /// found at start-up, not at some later read.
+    pub fn read_all_pages(&self) -> Result<(), StoreError> {
+        for prefix in [&b"c/"[..], b"m/", b"b/"] {
+            for kv in self.tree.scan_prefix(prefix) {
+                kv.map_err(|e| self.sled(e))?;
+            }
+        }
+        Ok(())
     }
 
     /// Marks the store as being built by a non-atomic writer, durably,
@@ -261,16 +312,19 @@ impl ProjectionStore {
     /// rebuild from the journal.
     ///
     /// sled's own `clear` removes keys one by one in key order, so a crash
-    /// midway could leave old values under a fresh format stamp. Here the
-    /// format key goes last: an interrupted clear leaves a store that still
-    /// names the version its remaining values are in, and is cleared again.
+    /// midway could leave old values under a fresh format stamp, or old
+    /// workflows without the checkpoint they belong to (`m/` sorts before
+    /// `w/`). Here the whole clear runs under the unfinished marker (an
+    /// interrupted clear leaves a store the engine clears again and readers
+    /// refuse), and the format key goes last.
     pub fn clear(&self) -> Result<(), StoreError> {
         const CHUNK: usize = 10_000;
+        self.mark_unfinished()?;
         let mut batch = sled::Batch::default();
         let mut in_batch = 0;
         for k in self.tree.iter().keys() {
             let k = k.map_err(|e| self.sled(e))?;
-            if k.as_ref() == FORMAT_KEY {
+            if k.as_ref() == FORMAT_KEY || k.as_ref() == UNFINISHED_KEY {
                 continue;
             }
             batch.remove(k);
@@ -285,15 +339,21 @@ impl ProjectionStore {
         self.tree.apply_batch(batch).map_err(|e| self.sled(e))?;
         self.tree.flush().map_err(|e| self.sled(e))?;
         self.stamp_format()?;
-        self.tree.flush().map_err(|e| self.sled(e))?;
-        Ok(())
+        self.mark_finished()
     }
 
     fn path_str(&self) -> String {
         self.path.display().to_string()
     }
 
+    /// A sled error of this store: damage (see `damage`) or another failure.
     fn sled(&self, source: sled::Error) -> StoreError {
+        if damage::sled_damage(&source) {
+            return StoreError::Damaged {
+                path: self.path_str(),
+                reason: source.to_string(),
+            };
+        }
         StoreError::Sled {
             path: self.path_str(),
             source,
@@ -482,7 +542,7 @@ impl ProjectionStore {
         for kv in self.tree.scan_prefix(b"p/") {
             let (k, v) = kv.map_err(|e| self.sled(e))?;
             let pool = String::from_utf8_lossy(&k[2..]).into_owned();
-            let usage: Usage = from_value(&v).unwrap_or_default();
+            let usage: Usage = from_value(&v).map_err(|e| self.corrupt(&k, e.to_string()))?;
             state.pool_usage.insert(pool, usage);
         }
         if let Some(stats) = self.bottlenecks()? {

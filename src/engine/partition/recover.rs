@@ -8,7 +8,83 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::engine::check_within;
 use crate::store::Emptied;
+
+/// What recovery loaded from the partition's store.
+struct Loaded {
+    store: ProjectionStore,
+    state: PartitionState,
+    index: JournalIndex,
+    finished: crate::engine::bloom::Bloom,
+    cp: Checkpoint,
+}
+
+impl Loaded {
+    fn empty(engine: &Engine, p: u32, store: ProjectionStore) -> Loaded {
+        let mut state = PartitionState::new(engine.config.clone());
+        state.producer = crate::domain::engine::engine_producer(p);
+        Loaded {
+            store,
+            state,
+            index: JournalIndex::default(),
+            finished: crate::engine::bloom::Bloom::new(24),
+            cp: Checkpoint::default(),
+        }
+    }
+
+    /// Opens the store (rebuilding one of another format, half-written or
+    /// damaged) and loads it. A store whose bytes turn out damaged while
+    /// loading is moved aside too: it is derived state, rebuilt from the
+    /// journal like a missing one.
+    fn open(engine: &Engine, p: u32) -> Result<Loaded, EngineError> {
+        let dir = &engine.options.data_dir;
+        let (store, replaced) = ProjectionStore::open_rebuilding_other_formats(dir, p)?;
+        warn_replaced(p, replaced);
+        let mut loaded = Loaded::empty(engine, p, store);
+        let l = &mut loaded;
+        let found = l
+            .store
+            .load_into(&mut l.state, &mut l.index, |id| l.finished.insert(id))
+            .and_then(|cp| l.store.read_all_pages().map(|()| cp));
+        match found {
+            Ok(cp) => {
+                loaded.cp = cp.unwrap_or_default();
+                Ok(loaded)
+            }
+            Err(e) if e.is_damage() => {
+                // The handle must go before the store is moved.
+                drop(loaded);
+                let (store, replaced) = ProjectionStore::replace_damaged(dir, p, &e)?;
+                warn_replaced(p, replaced);
+                Ok(Loaded::empty(engine, p, store))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn warn_replaced(p: u32, replaced: Option<Emptied>) {
+    match replaced {
+        Some(Emptied::Format(found)) => tracing::warn!(
+            partition = p,
+            found,
+            expected = crate::store::FORMAT_VERSION,
+            "the partition's store was written in another format version; rebuilding it from the journal"
+        ),
+        Some(Emptied::Unfinished) => tracing::warn!(
+            partition = p,
+            "the partition's store was left half-written by an interrupted replay; rebuilding it from the journal"
+        ),
+        Some(Emptied::Damaged { reason, moved_to }) => tracing::error!(
+            partition = p,
+            moved_to = %moved_to.display(),
+            reason,
+            "the partition's projection store is damaged; moved it aside and rebuilding it from the journal (the journal is the truth; the damaged copy can be deleted)"
+        ),
+        None => {}
+    }
+}
 
 impl<'a> Loop<'a> {
     pub(super) async fn recover(
@@ -16,50 +92,83 @@ impl<'a> Loop<'a> {
         p: u32,
         takeover_quiet: Duration,
     ) -> Result<Loop<'a>, EngineError> {
-        let (store, replaced) =
-            ProjectionStore::open_rebuilding_other_formats(&engine.options.data_dir, p)?;
-        match replaced {
-            Some(Emptied::Format(found)) => tracing::warn!(
-                partition = p,
-                found,
-                expected = crate::store::FORMAT_VERSION,
-                "the partition's store was written in another format version; rebuilding it from the journal"
-            ),
-            Some(Emptied::Unfinished) => tracing::warn!(
-                partition = p,
-                "the partition's store was left half-written by an interrupted replay; rebuilding it from the journal"
-            ),
-            None => {}
-        }
-        let mut state = PartitionState::new(engine.config.clone());
-        state.producer = crate::domain::engine::engine_producer(p);
-        let mut finished = crate::engine::bloom::Bloom::new(24);
-        let mut index = JournalIndex::default();
-        let mut cp = store
-            .load_into(&mut state, &mut index, |id| finished.insert(id))?
-            .unwrap_or_default();
+        let ingress = engine.topics.ingress();
+        let committed = engine
+            .log
+            .committed(
+                &engine.options.group,
+                &TopicPartition::new(ingress.clone(), p),
+            )
+            .await?
+            .unwrap_or(0);
+        // Offsets the engine holds must exist: past the end, new records
+        // would reuse offsets it thinks it has read (and skip them).
+        let ingress_end = engine.log.high_watermark(&ingress, p).await?;
+        let group = format!(
+            "the committed offset of consumer group {}",
+            engine.options.group
+        );
+        check_within(p, &ingress, &group, committed, ingress_end)?;
+        let mut loaded = Loaded::open(engine, p)?;
+        check_within(
+            p,
+            &ingress,
+            "the next ingress offset of the projection store's checkpoint",
+            loaded.cp.ingress_next,
+            ingress_end,
+        )?;
         // The store may only name journal offsets that exist. A journal that
         // ends before the checkpoint lost acknowledged facts (a broker that
-        // lost data on a crash, or a deleted and recreated topic): the
-        // journal is the truth, so the store is rebuilt from it.
+        // lost data on a crash, a truncated file, or a deleted and recreated
+        // topic): the journal is the truth, so the store is rebuilt from it,
+        // and ingress is read again after the last input it reflects (see
+        // `resume`).
         let journal_end = engine
             .log
             .high_watermark(&engine.topics.journal(), p)
             .await?;
-        if cp.journal_next > journal_end {
+        if loaded.cp.journal_next > journal_end {
             tracing::error!(
                 partition = p,
-                checkpoint = cp.journal_next,
+                checkpoint = loaded.cp.journal_next,
                 journal_end,
-                "the journal ends before the store's checkpoint: it lost acknowledged facts; rebuilding the partition's projections from the journal"
+                "the journal ends before the store's checkpoint: it lost acknowledged facts; rebuilding the partition's projections from the journal and deciding again every input after the last one it reflects"
             );
-            store.clear()?;
-            state = PartitionState::new(engine.config.clone());
-            state.producer = crate::domain::engine::engine_producer(p);
-            finished = crate::engine::bloom::Bloom::new(24);
-            index = JournalIndex::default();
-            cp = Checkpoint::default();
+            loaded.store.clear()?;
+            loaded = Loaded::empty(engine, p, loaded.store);
+        } else if loaded.cp.ingress_next < committed {
+            // The group commits only after the checkpoint covering the
+            // commit is durable: the store lost writes (sled drops what
+            // follows damage in its log), its rebuild was interrupted, or
+            // another instance ran the partition since. Refolding the
+            // journal from the checkpoint makes it whole either way.
+            tracing::warn!(
+                partition = p,
+                checkpoint_ingress_next = loaded.cp.ingress_next,
+                committed,
+                "the projection store is behind the committed ingress offset (lost writes, an interrupted rebuild, or another instance ran this partition); refolding the journal from its checkpoint"
+            );
         }
+        Self::resume(engine, p, loaded, committed, ingress_end, takeover_quiet).await
+    }
+
+    /// Builds the loop over what was loaded and brings it up to the end of
+    /// the journal.
+    async fn resume(
+        engine: &'a Engine,
+        p: u32,
+        loaded: Loaded,
+        committed: u64,
+        mut ingress_end: u64,
+        takeover_quiet: Duration,
+    ) -> Result<Loop<'a>, EngineError> {
+        let Loaded {
+            store,
+            state,
+            index,
+            finished,
+            cp,
+        } = loaded;
         let mut result_partitions = BTreeMap::new();
         for t in [
             engine.topics.ingress(),
@@ -93,18 +202,26 @@ impl<'a> Loop<'a> {
             live: engine.live.register(p),
             last_gauges: None,
         };
-        let committed = engine
-            .log
-            .committed(
-                &engine.options.group,
-                &TopicPartition::new(engine.topics.ingress(), p),
-            )
-            .await?
-            .unwrap_or(0);
         lp.warm_dedup(cp.journal_next).await?;
-        lp.refold_tail(committed).await?;
-        lp.settle(committed, takeover_quiet).await?;
-        lp.ingress_next = lp.ingress_next.max(committed);
+        lp.refold_tail(committed, &mut ingress_end).await?;
+        lp.settle(committed, &mut ingress_end, takeover_quiet)
+            .await?;
+        // Ingress resumes after the last input the journal reflects, never
+        // at the group's committed offset when that is further: the commit
+        // follows the journal, so inputs between the two either made no
+        // fact (dead letters, duplicates: deciding them again republishes
+        // the same dead letters, ids derived from their offsets) or made
+        // facts the journal has since lost (deciding them again restores
+        // them, with the same derived ids). Skipping to the commit would
+        // lose the latter for good.
+        if committed > lp.ingress_next {
+            tracing::warn!(
+                partition = p,
+                committed,
+                reflected = lp.ingress_next,
+                "the journal reflects fewer inputs than the group committed; reading ingress again from the last input it reflects"
+            );
+        }
         lp.live
             .ingress_next
             .store(lp.ingress_next, Ordering::Relaxed);
@@ -146,7 +263,13 @@ impl<'a> Loop<'a> {
     /// carry the same ids).
     ///
     /// Returns how many facts it folded.
-    async fn refold_tail(&mut self, committed: u64) -> Result<u64, EngineError> {
+    /// Every ingress offset a fact names must lie below `ingress_end` (the
+    /// ingress end seen, asked again when a fact names a later one).
+    async fn refold_tail(
+        &mut self,
+        committed: u64,
+        ingress_end: &mut u64,
+    ) -> Result<u64, EngineError> {
         let journal = self.engine.topics.journal();
         let mut quiet = committed > 0;
         // Results of tick facts seen while quiet: published only if no input
@@ -173,6 +296,7 @@ impl<'a> Loop<'a> {
                 folded += 1;
                 let e = self.decode_journal(r)?;
                 if let Some(off) = ingress_offset(r) {
+                    self.check_reflected(r.offset, off, ingress_end).await?;
                     self.ingress_next = self.ingress_next.max(off + 1);
                 }
                 self.state.evolve(&e);
@@ -211,7 +335,12 @@ impl<'a> Loop<'a> {
     /// idle old owner is as dangerous as a busy one. Bounded: a journal that
     /// keeps growing has another writer for good, which the append check
     /// reports.
-    async fn settle(&mut self, committed: u64, quiet: Duration) -> Result<(), EngineError> {
+    async fn settle(
+        &mut self,
+        committed: u64,
+        ingress_end: &mut u64,
+        quiet: Duration,
+    ) -> Result<(), EngineError> {
         if quiet.is_zero() {
             return Ok(());
         }
@@ -227,7 +356,7 @@ impl<'a> Loop<'a> {
             }
             let left = quiet.saturating_sub(quiet_since.elapsed());
             tokio::time::sleep(left.min(SETTLE_POLL)).await;
-            if self.refold_tail(committed).await? > 0 {
+            if self.refold_tail(committed, ingress_end).await? > 0 {
                 tracing::warn!(
                     partition = self.p,
                     journal_next = self.journal_next,
@@ -237,6 +366,34 @@ impl<'a> Loop<'a> {
             }
         }
         Ok(())
+    }
+}
+
+impl Loop<'_> {
+    /// Fails when journal fact `at` names ingress offset `off` at or past
+    /// the ingress end (asked again first: on a shared log it grows).
+    async fn check_reflected(
+        &self,
+        at: u64,
+        off: u64,
+        ingress_end: &mut u64,
+    ) -> Result<(), EngineError> {
+        if off < *ingress_end {
+            return Ok(());
+        }
+        *ingress_end = self
+            .engine
+            .log
+            .high_watermark(&self.engine.topics.ingress(), self.p)
+            .await?;
+        let held = format!("the next ingress offset journal fact {at} reflects");
+        check_within(
+            self.p,
+            &self.engine.topics.ingress(),
+            &held,
+            off + 1,
+            *ingress_end,
+        )
     }
 }
 
