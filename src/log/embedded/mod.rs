@@ -85,12 +85,15 @@
 
 mod chunks;
 mod config;
+mod damage;
 mod files;
 mod format;
 mod fsync;
 mod groups;
 mod index_file;
 mod partition;
+mod recovery;
+mod repair;
 mod segment;
 mod store;
 
@@ -99,6 +102,7 @@ pub use config::{
     DEFAULT_SEGMENT_BYTES,
 };
 pub use files::validate_topic_name;
+pub use repair::{repair, LostOffsets, RepairReport, Repaired};
 
 use std::sync::Arc;
 use std::time::Duration;
