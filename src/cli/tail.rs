@@ -119,9 +119,7 @@ pub async fn run(global: &GlobalArgs, args: TailArgs) -> anyhow::Result<ExitCode
                 let records = match read {
                     Ok(r) => r,
                     Err(e @ LogError::Corrupt { .. }) => {
-                        eprintln!(
-                            "error: {topic}/{p}: cannot read from offset {next}: {e}"
-                        );
+                        eprintln!("error: {topic}/{p}: cannot read from offset {next}: {e}");
                         *failed = true;
                         break;
                     }

@@ -208,10 +208,7 @@ pub(crate) fn load_gaps(dir: &Path) -> Result<BTreeMap<Offset, Offset>, LogError
 /// valid).
 pub(crate) fn save_gaps(dir: &Path, gaps: &BTreeMap<Offset, Offset>) -> Result<(), LogError> {
     let file = GapsFile {
-        gaps: gaps
-            .iter()
-            .map(|(&to, &from)| Gap { from, to })
-            .collect(),
+        gaps: gaps.iter().map(|(&to, &from)| Gap { from, to }).collect(),
     };
     let json = serde_json::to_vec_pretty(&file).map_err(|e| {
         LogError::io(
@@ -258,7 +255,9 @@ mod tests {
         let found = found.expect("frame after the damage");
         assert_eq!((found.pos, found.header.base), (from + hint, 6));
         // Without the length hint (a damaged length field) it is found too.
-        let found = find_frame(f.as_file(), from, len, 3, None).unwrap().unwrap();
+        let found = find_frame(f.as_file(), from, len, 3, None)
+            .unwrap()
+            .unwrap();
         assert_eq!(found.header.base, 6);
     }
 

@@ -410,7 +410,9 @@ impl Partition {
             }));
         };
         let (end, next_offset) = match &seg.damage {
-            Some(d) if offset >= d.offset => return Ok(Step::Damaged(d.error(&self.tp, &seg.path))),
+            Some(d) if offset >= d.offset => {
+                return Ok(Step::Damaged(d.error(&self.tp, &seg.path)))
+            }
             Some(d) => (d.position, d.offset),
             None => (seg.len, seg.next_offset),
         };

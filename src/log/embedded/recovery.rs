@@ -97,7 +97,11 @@ impl IndexJob {
 
 /// A writer's open of a sealed segment: validated (cheaply when its index
 /// file allows), refused when damaged.
-pub(crate) fn check_sealed(tp: &TopicPartition, i: usize, seg: &mut Segment) -> Result<(), LogError> {
+pub(crate) fn check_sealed(
+    tp: &TopicPartition,
+    i: usize,
+    seg: &mut Segment,
+) -> Result<(), LogError> {
     let file = super::files::open_segment(&seg.path, false, false)?;
     let job = IndexJob {
         i,

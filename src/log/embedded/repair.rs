@@ -70,11 +70,18 @@ impl fmt::Display for RepairReport {
         if self.repaired.is_empty() {
             return write!(f, "{}: no damage found; nothing changed", self.tp);
         }
-        writeln!(f, "{}: {} damaged range(s) contained", self.tp, self.repaired.len())?;
+        writeln!(
+            f,
+            "{}: {} damaged range(s) contained",
+            self.tp,
+            self.repaired.len()
+        )?;
         for r in &self.repaired {
             let lost = match r.lost {
                 LostOffsets::Range(a, b) if a == b => "no offsets lost".to_string(),
-                LostOffsets::Range(a, b) => format!("lost offsets {a}..={} ({} records)", b - 1, b - a),
+                LostOffsets::Range(a, b) => {
+                    format!("lost offsets {a}..={} ({} records)", b - 1, b - a)
+                }
                 LostOffsets::From(a) => {
                     format!("lost offsets from {a} on (the partition's end; how many is unknown)")
                 }
@@ -163,7 +170,12 @@ pub fn repair(root: &Path, topic: &str, partition: u32) -> Result<RepairReport, 
 }
 
 /// Finds the runs of valid frames and the damaged ranges of one segment.
-fn survey(file: &File, path: &Path, len: u64, base: Offset) -> Result<(Vec<Run>, Vec<Bad>), LogError> {
+fn survey(
+    file: &File,
+    path: &Path,
+    len: u64,
+    base: Offset,
+) -> Result<(Vec<Run>, Vec<Bad>), LogError> {
     let (mut runs, mut bad) = (Vec::new(), Vec::new());
     let (mut pos, mut expected) = (0u64, base);
     loop {
@@ -242,7 +254,10 @@ fn repair_segment(
     // 1. Quarantine the damaged bytes.
     let qdir = dir.join("quarantine");
     fs::create_dir_all(&qdir).map_err(io_err("create", &qdir))?;
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("segment");
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("segment");
     for b in &bad {
         let lost = match (b.resume, next_base) {
             (Some(r), _) => LostOffsets::Range(b.offset, r),
@@ -264,7 +279,11 @@ fn repair_segment(
             "lost_offsets_to_exclusive": hi,
             "reason": b.reason,
         });
-        write_atomic(&qpath.with_extension("json"), desc.to_string().as_bytes(), false)?;
+        write_atomic(
+            &qpath.with_extension("json"),
+            desc.to_string().as_bytes(),
+            false,
+        )?;
         report.repaired.push(Repaired {
             segment: path.to_path_buf(),
             bytes: (b.start, b.end),
@@ -292,7 +311,10 @@ fn repair_segment(
 
     // 3. Record the gaps before any segment changes.
     let mut pieces: Vec<(Offset, Offset)> = Vec::new(); // (base, end) in order
-    let kept_end = runs.first().filter(|r| r.start == 0).map_or(base, |r| r.next);
+    let kept_end = runs
+        .first()
+        .filter(|r| r.start == 0)
+        .map_or(base, |r| r.next);
     if moved.first().is_none_or(|r| r.base != base) {
         pieces.push((base, kept_end));
     }
