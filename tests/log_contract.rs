@@ -276,9 +276,25 @@ async fn corrupt_sealed_segment_is_reported_not_served() {
     let n = bytes.len();
     bytes[n - 3] ^= 0x55;
     fs::write(&first, bytes).unwrap();
-    let log = open(cfg);
-    match log.read("t", 0, 0, 100).await {
+    // A writer's open checks the end of every sealed segment and refuses.
+    match EmbeddedLog::open(cfg.clone()) {
         Err(LogError::Corrupt { path, .. }) => {
+            assert!(path.ends_with("00000000000000000000.seg"), "{path}")
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    // A reader serves what precedes the damage, then reports it.
+    let log = open(EmbeddedConfig::read_only(&cfg.root));
+    let mut next = 0;
+    let err = loop {
+        match log.read("t", 0, next, 100).await {
+            Ok(batch) => next = batch.last().expect("not past the damage").offset + 1,
+            Err(e) => break e,
+        }
+    };
+    assert!(next > 0, "records before the damage are served");
+    match err {
+        LogError::Corrupt { path, .. } => {
             assert!(path.ends_with("00000000000000000000.seg"), "{path}")
         }
         other => panic!("expected Corrupt, got {other:?}"),

@@ -14,6 +14,7 @@ mod config_cmd;
 mod demo;
 mod inspect;
 mod inspect_remote;
+mod log_cmd;
 mod produce;
 mod remote;
 mod replay;
@@ -144,6 +145,9 @@ pub enum Command {
     /// Print the configuration in effect (file, then BATON_* variables, then
     /// flags) in the config file's layout, secrets masked.
     Config(config_cmd::ConfigArgs),
+    /// Maintain the embedded log: `log repair` contains damage that makes
+    /// a partition refuse to open for writing.
+    Log(log_cmd::LogArgs),
 }
 
 /// A mistake in how the command was called (exit code 2).
@@ -259,6 +263,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(args) => report::run(&cli.global, args).await,
         Command::Estimate(args) => report::run_estimate(&cli.global, args).await,
         Command::Config(args) => config_cmd::run(&cli.global, args),
+        Command::Log(args) => log_cmd::run(&cli.global, args),
     }
 }
 

@@ -6,6 +6,11 @@
 //! Start position: `--from-beginning`, or `--offset N`; otherwise the
 //! beginning when not following and the end (new records only) with
 //! `--follow`. Opens the log read-only, so it runs beside a writer.
+//!
+//! A partition whose records cannot all be read (damage, a shortened
+//! segment) is reported on stderr and the exit code is 1, after the
+//! readable records of every partition are printed: never exit 0 with a
+//! short history.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -20,7 +25,7 @@ use serde_json::{json, Value};
 use super::backend::{self, Access};
 use super::{GlobalArgs, UsageError};
 use crate::codec::Codec;
-use crate::log::{read_toward, StoredRecord};
+use crate::log::{read_toward, LogError, StoredRecord};
 
 #[derive(Debug, Args)]
 pub struct TailArgs {
@@ -98,15 +103,27 @@ pub async fn run(global: &GlobalArgs, args: TailArgs) -> anyhow::Result<ExitCode
     let mut printed = 0u64;
     let limit = args.max.unwrap_or(u64::MAX);
     let stdout = std::io::stdout();
+    // Partitions that hit damage: reported on stderr, then skipped, so the
+    // others still print; the exit code says the history is incomplete.
+    let mut damaged = vec![false; positions.len()];
     loop {
         let mut progressed = false;
-        for ((p, next), &end) in positions.iter_mut().zip(&ends) {
-            while printed < limit && !stop.load(Ordering::Relaxed) {
+        for (((p, next), &end), failed) in positions.iter_mut().zip(&ends).zip(&mut damaged) {
+            while !*failed && printed < limit && !stop.load(Ordering::Relaxed) {
                 let want = BATCH.min((limit - printed).min(BATCH as u64) as usize);
-                let records = if args.follow {
-                    log.read(&topic, *p, *next, want).await?
+                let read = if args.follow {
+                    log.read(&topic, *p, *next, want).await
                 } else {
-                    read_toward(log.as_ref(), &topic, *p, *next, end, want).await?
+                    read_toward(log.as_ref(), &topic, *p, *next, end, want).await
+                };
+                let records = match read {
+                    Ok(r) => r,
+                    Err(e @ LogError::Corrupt { .. }) => {
+                        eprintln!("error: {topic}/{p}: cannot read from offset {next}: {e}");
+                        *failed = true;
+                        break;
+                    }
+                    Err(e) => return Err(e.into()),
                 };
                 if records.is_empty() {
                     break;
@@ -133,6 +150,22 @@ pub async fn run(global: &GlobalArgs, args: TailArgs) -> anyhow::Result<ExitCode
         if !progressed {
             tokio::time::sleep(POLL).await;
         }
+    }
+    // The embedded log never returns nothing below its end unless records
+    // there cannot be read: a short history must not pass for a whole one.
+    if !args.follow && global.brokers.is_none() && printed < limit {
+        for (((p, next), &end), failed) in positions.iter().zip(&ends).zip(&mut damaged) {
+            if !*failed && *next < end {
+                eprintln!(
+                    "error: {topic}/{p}: stopped at offset {next}, below the partition's end {end}: the records in between could not be read"
+                );
+                *failed = true;
+            }
+        }
+    }
+    if damaged.iter().any(|d| *d) {
+        eprintln!("error: the output above is incomplete (see `baton log repair --help`)");
+        return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
 }

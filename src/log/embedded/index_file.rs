@@ -41,16 +41,26 @@ fn entry(offset: Offset, pos: u64) -> [u8; ENTRY] {
 /// Loads the index of a segment `segment_len` bytes long; `None` when
 /// there is no usable file.
 pub(crate) fn load(segment: &Path, segment_len: u64) -> Option<SparseIndex> {
+    load_checked(segment, segment_len).map(|(index, _)| index)
+}
+
+/// Like [`load`], also saying whether every entry was usable. An entry
+/// past the segment's length means the segment is shorter than when it
+/// was indexed (or the index is damaged): the caller must then validate
+/// the whole segment before trusting its end.
+pub(crate) fn load_checked(segment: &Path, segment_len: u64) -> Option<(SparseIndex, bool)> {
     let bytes = std::fs::read(path_for(segment)).ok()?;
     let mut index = SparseIndex::default();
+    let mut complete = bytes.len() % ENTRY == 0;
     for e in bytes.chunks_exact(ENTRY) {
         let offset = u64::from_be_bytes(e[..8].try_into().ok()?);
         let pos = u64::from_be_bytes(e[8..].try_into().ok()?);
         if pos >= segment_len || !index.push_checked(offset, pos) {
+            complete = false;
             break;
         }
     }
-    (!index.is_empty()).then_some(index)
+    (!index.is_empty()).then_some((index, complete))
 }
 
 /// Replaces the index file with `index` (the writer, after recovery).

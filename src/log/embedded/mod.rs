@@ -9,6 +9,8 @@
 //! <root>/topics/<topic>/topic.json                {"partitions": 3, "compacted": false}
 //! <root>/topics/<topic>/<partition>/<base:020>.seg segment files, named by first offset
 //! <root>/topics/<topic>/<partition>/<base:020>.idx its sparse offset index (a hint, see `index_file`)
+//! <root>/topics/<topic>/<partition>/gaps.json       offsets lost to a repair: {"gaps": [{"from", "to"}]}
+//! <root>/topics/<topic>/<partition>/quarantine/     damaged bytes moved aside by `baton log repair`
 //! <root>/groups/<group>.json                      {"offsets": {"<topic>": {"<partition>": <next offset>}}}
 //! ```
 //!
@@ -40,20 +42,53 @@
 //! ```
 //!
 //! Varints are unsigned LEB128. Offsets in this backend are dense (each
-//! frame starts where the previous ended), which recovery checks; readers
-//! of the trait must still not rely on that. An encoded frame larger than
-//! `max_batch_bytes` (default 16 MiB) is rejected with
-//! [`LogError::BatchTooLarge`].
+//! frame starts where the previous ended) except across a gap left by
+//! `baton log repair` (recorded in `<partition>/gaps.json`), which
+//! validation accepts; readers of the trait must not rely on density. An
+//! encoded frame larger than `max_batch_bytes` (default 16 MiB) is
+//! rejected with [`LogError::BatchTooLarge`].
 //!
 //! # Recovery
 //!
-//! Opening for writing validates the last segment of every partition frame
-//! by frame (length, CRC, contiguous offsets) and truncates it at the first
-//! bad frame, with a `tracing::warn!` naming the file and the bytes kept and
-//! dropped. Earlier segments were fsynced when they were sealed; they are
-//! validated and sparsely indexed (offset → position about every 4 KiB)
-//! lazily, on their first read. The active segment rolls over once the
-//! next frame would take it past `segment_bytes` (default 256 MiB).
+//! Only a **torn tail** is ever truncated: an incomplete or bad last frame
+//! at the end of the last segment with no valid frame after it (fewer
+//! bytes than a header, a length running past the end, zeros up to the
+//! end, a bad CRC with nothing valid behind it). Opening for writing
+//! validates the last segment frame by frame (length, CRC, contiguous
+//! offsets); where it stops, it looks for any later valid frame (header,
+//! CRC and a plausible base offset, see `damage`). None: the tail is
+//! truncated with a `tracing::warn!` naming the file and the bytes kept and
+//! dropped. One: that is **corruption**.
+//!
+//! Corruption is never truncated. It is: a bad frame followed by a valid
+//! one; any bad frame in a sealed segment; a sealed segment shorter than
+//! its index file says, or not ending where the next segment starts (less
+//! a recorded gap). A writer's open of a partition with corruption it finds
+//! fails with [`LogError::Corrupt`] naming the file, the byte position and
+//! the damage, and telling the operator to run `baton log repair --topic T
+//! --partition N`. At open, a writer checks the last segment whole and the
+//! *end* of every sealed segment (from its index file's last entry; a
+//! sealed segment whose index file is missing, incomplete or points past
+//! its end is scanned whole), so a shortened sealed segment is refused at
+//! open; damage in the middle of a sealed segment is found when it is read
+//! (every frame's CRC is checked on read). Read-only opens (`tail`,
+//! `replay`, `inspect`) serve every record before the damage; a read that
+//! reaches it returns [`LogError::Corrupt`] (a read that served records
+//! first stops short, and the next read, at the damage, gets the error),
+//! and the high watermark stays past the damage, so it never passes for
+//! the end.
+//!
+//! `baton log repair` ([`repair()`]) takes the writer's lock, scans every
+//! segment of the partition whole, copies each damaged byte range into
+//! `<partition>/quarantine/<segment>-<byte>.bad` (with a `.json`
+//! describing it), keeps the valid frames after the damage (moved into a
+//! new segment named by their first offset), records the offsets lost as a
+//! gap, and prints them. An undamaged partition is left unchanged.
+//!
+//! Earlier segments were fsynced when they were sealed and are sparsely
+//! indexed (offset → position about every 4 KiB). The active segment rolls
+//! over once the next frame would take it past `segment_bytes` (default
+//! 256 MiB).
 //!
 //! # Durability
 //!
@@ -85,12 +120,15 @@
 
 mod chunks;
 mod config;
+mod damage;
 mod files;
 mod format;
 mod fsync;
 mod groups;
 mod index_file;
 mod partition;
+mod recovery;
+mod repair;
 mod segment;
 mod store;
 
@@ -99,6 +137,7 @@ pub use config::{
     DEFAULT_SEGMENT_BYTES,
 };
 pub use files::validate_topic_name;
+pub use repair::{repair, LostOffsets, RepairReport, Repaired};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -125,7 +164,8 @@ impl std::fmt::Debug for EmbeddedLog {
 
 impl EmbeddedLog {
     /// Opens (creating it if needed, unless read-only) the log at
-    /// `config.root`, recovering torn tails when writable.
+    /// `config.root`, recovering torn tails when writable and refusing
+    /// (with [`LogError::Corrupt`]) a partition with any other damage.
     pub fn open(config: EmbeddedConfig) -> Result<Self, LogError> {
         let store = Arc::new(Store::open(config)?);
         let flusher = match store.config.fsync {

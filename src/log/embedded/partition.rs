@@ -16,51 +16,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use super::damage::{corrupt_error, load_gaps};
 use super::files::{list_segments, open_segment, segment_file_name, sync_dir};
 use super::format::seal_frame;
 use super::index_file;
-use super::segment::{read_records, scan, ReadPlan, ScanOutcome, Segment, SparseIndex};
+use super::recovery::{
+    check_sealed, extend, io_err, recover_active, scan_active_read_only, IndexJob,
+};
+use super::segment::{read_records, ReadPlan, Segment, SparseIndex};
 use crate::log::{LogError, Offset, StoredRecord, TopicPartition};
 
-/// What a read does next: read a planned range, or first index a sealed
-/// segment (outside the lock).
+/// What a read does next: read a planned range, or first validate and
+/// index a sealed segment (outside the lock).
 enum Step {
     Read(ReadPlan),
     Index(IndexJob),
-}
-
-/// A sealed segment to validate and index on its first read.
-struct IndexJob {
-    /// Its position in `State::segments` (which only ever grows at the end).
-    i: usize,
-    file: Arc<std::fs::File>,
-    path: PathBuf,
-    len: u64,
-    base: Offset,
-    next_offset: Offset,
-}
-
-impl IndexJob {
-    /// Scans the whole segment; any bad frame, or an end that does not meet
-    /// the next segment, is corruption (sealed segments were fsynced whole).
-    fn build(&self) -> Result<SparseIndex, LogError> {
-        let mut index = SparseIndex::default();
-        let outcome = scan(&self.file, 0, self.len, self.base, &mut index)
-            .map_err(io_err("read", &self.path))?;
-        let reason = match outcome.stop {
-            Some(r) => r,
-            None if outcome.next_offset != self.next_offset => format!(
-                "segment ends at offset {} but the next one starts at {}",
-                outcome.next_offset, self.next_offset
-            ),
-            None => return Ok(index),
-        };
-        Err(LogError::Corrupt {
-            path: self.path.display().to_string(),
-            position: outcome.valid_len,
-            reason,
-        })
-    }
+    /// The offset lies at or past a segment's damage.
+    Damaged(LogError),
 }
 
 #[derive(Debug)]
@@ -89,15 +61,11 @@ pub(crate) struct Partition {
 /// How often a read-only follower re-checks a partition it waits on.
 const FOLLOWER_POLL: Duration = Duration::from_millis(5);
 
-fn io_err(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> LogError {
-    let context = format!("{what} {}", path.display());
-    move |e| LogError::io(context, e)
-}
-
 impl Partition {
     /// Opens the partition in `dir`. A writer creates the first segment if
-    /// there is none and truncates a torn tail of the last one (warning);
-    /// a reader takes the valid prefix as it finds it.
+    /// there is none, truncates a torn tail of the last one (warning) and
+    /// refuses any other damage (see `recovery`); a reader takes what is
+    /// readable and records where the damage starts.
     pub fn open(tp: TopicPartition, dir: PathBuf, read_only: bool) -> Result<Self, LogError> {
         let mut listed = list_segments(&dir)?;
         if listed.is_empty() && !read_only {
@@ -106,10 +74,17 @@ impl Partition {
             sync_dir(&dir)?;
             listed.push((0, path));
         }
+        let gaps = load_gaps(&dir)?;
         let mut segments = Vec::with_capacity(listed.len());
         for (i, (base, path)) in listed.iter().enumerate() {
             let len = std::fs::metadata(path).map_err(io_err("stat", path))?.len();
             let next_offset = listed.get(i + 1).map_or(*base, |(next, _)| *next);
+            // A repaired gap lets a sealed segment end before the next one.
+            let expected_end = gaps
+                .get(&next_offset)
+                .copied()
+                .filter(|from| (*base..=next_offset).contains(from))
+                .unwrap_or(next_offset);
             segments.push(Segment {
                 base: *base,
                 path: path.clone(),
@@ -118,7 +93,15 @@ impl Partition {
                 index: None,
                 index_file: None,
                 next_offset,
+                expected_end,
+                damage: None,
             });
+        }
+        if !read_only {
+            let sealed = segments.len().saturating_sub(1);
+            for (i, seg) in segments.iter_mut().take(sealed).enumerate() {
+                check_sealed(&tp, i, seg)?;
+            }
         }
         let mut state = State {
             segments,
@@ -127,38 +110,22 @@ impl Partition {
         };
         if let Some(last) = state.segments.last_mut() {
             let file = open_segment(&last.path, !read_only, false)?;
-            let file_len = last.len;
-            let (index, outcome) = if read_only {
-                scan_from_index(&file, &last.path, file_len, last.base)?
+            let active = if read_only {
+                scan_active_read_only(&file, &last.path, last.len, last.base)?
             } else {
-                let mut index = SparseIndex::default();
-                let outcome = scan(&file, 0, file_len, last.base, &mut index)
-                    .map_err(io_err("read", &last.path))?;
-                (index, outcome)
+                recover_active(&tp, &file, &last.path, last.len, last.base)?
             };
-            if let (Some(reason), false) = (&outcome.stop, read_only) {
-                tracing::warn!(
-                    topic = %tp.topic,
-                    partition = tp.partition,
-                    file = %last.path.display(),
-                    valid_bytes = outcome.valid_len,
-                    dropped_bytes = file_len - outcome.valid_len,
-                    reason = %reason,
-                    "truncating torn or corrupt tail of the log"
-                );
-                file.set_len(outcome.valid_len)
-                    .and_then(|()| file.sync_all())
-                    .map_err(io_err("truncate", &last.path))?;
-            }
             if !read_only {
-                index_file::rewrite(&last.path, &index)?;
+                index_file::rewrite(&last.path, &active.index)?;
                 last.index_file = Some(index_file::IndexAppender::open(&last.path)?);
             }
             last.file = Some(Arc::new(file));
-            last.len = outcome.valid_len;
-            last.index = Some(index);
-            last.next_offset = outcome.next_offset;
-            state.hwm = outcome.next_offset;
+            last.len = active.outcome.valid_len;
+            last.index = Some(active.index);
+            last.next_offset = active.outcome.next_offset;
+            last.expected_end = active.outcome.next_offset;
+            last.damage = active.damage;
+            state.hwm = last.end_offset();
         }
         Ok(Self {
             tp,
@@ -274,7 +241,10 @@ impl Partition {
     /// Seals the active segment (fsynced, so a power loss cannot leave a hole
     /// before the new one) and starts a new one at the high watermark.
     fn roll(&self, st: &mut State) -> Result<(), LogError> {
+        let hwm = st.hwm;
         if let Some(old) = st.segments.last_mut() {
+            old.next_offset = hwm;
+            old.expected_end = hwm;
             if let Some(f) = &old.file {
                 f.sync_all().map_err(io_err("fsync", &old.path))?;
             }
@@ -294,6 +264,8 @@ impl Partition {
             index: Some(SparseIndex::default()),
             index_file: Some(index_file),
             next_offset: st.hwm,
+            expected_end: st.hwm,
+            damage: None,
         });
         Ok(())
     }
@@ -361,21 +333,44 @@ impl Partition {
                 Step::Index(job) => {
                     // Scanning a sealed segment can take a while: do it
                     // without the lock so appends carry on meanwhile.
-                    let index = job.build()?;
-                    if !self.read_only {
+                    let v = job.build()?;
+                    if !self.read_only && v.scanned && v.damage.is_none() {
                         // Next time this segment opens, no scan is needed.
-                        index_file::rewrite(&job.path, &index)?;
+                        index_file::rewrite(&job.path, &v.index)?;
                     }
                     let mut st = self.lock();
                     if let Some(seg) = st.segments.get_mut(job.i) {
                         if seg.base == job.base && seg.index.is_none() {
-                            seg.index = Some(index);
+                            seg.index = Some(v.index);
+                            seg.damage = v.damage;
                         }
                     }
                     continue;
                 }
+                Step::Damaged(e) if out.is_empty() => return Err(e),
+                // The records before the damage are served; the next read,
+                // starting at the damage, gets the error.
+                Step::Damaged(_) => break,
             };
-            read_records(&plan, self.tp.partition, cursor, max, &mut out)?;
+            let before = out.len();
+            match read_records(&plan, self.tp.partition, cursor, max, &mut out) {
+                Ok(()) => {}
+                Err(LogError::Corrupt { .. }) if out.len() > before => break,
+                Err(LogError::Corrupt {
+                    path,
+                    position,
+                    reason,
+                }) => {
+                    return Err(corrupt_error(
+                        &self.tp,
+                        Path::new(&path),
+                        position,
+                        cursor,
+                        &reason,
+                    ))
+                }
+                Err(e) => return Err(e),
+            }
             if plan.next_offset <= cursor {
                 break; // cannot happen with consistent state; never spin
             }
@@ -404,9 +399,6 @@ impl Partition {
                 f
             }
         };
-        if seg.index.is_none() {
-            seg.index = index_file::load(&seg.path, seg.len);
-        }
         let Some(index) = &seg.index else {
             return Ok(Step::Index(IndexJob {
                 i,
@@ -414,18 +406,26 @@ impl Partition {
                 path: seg.path.clone(),
                 len: seg.len,
                 base: seg.base,
-                next_offset: seg.next_offset,
+                expected_end: seg.expected_end,
             }));
+        };
+        let (end, next_offset) = match &seg.damage {
+            Some(d) if offset >= d.offset => {
+                return Ok(Step::Damaged(d.error(&self.tp, &seg.path)))
+            }
+            Some(d) => (d.position, d.offset),
+            None => (seg.len, seg.next_offset),
         };
         let pos = index.lookup(offset);
         Ok(Step::Read(ReadPlan {
             file,
             path: seg.path.clone(),
             pos,
-            end: seg.len,
-            next_offset: seg.next_offset,
+            end,
+            next_offset,
         }))
     }
+
     /// Read-only: picks up frames and segments another process appended
     /// since we last looked. New segment files are listed *before* the
     /// current one is rescanned: the writer completes a segment before
@@ -442,7 +442,7 @@ impl Partition {
             .collect();
         if let Some(last) = st.segments.last_mut() {
             extend(last)?;
-            st.hwm = last.next_offset;
+            st.hwm = last.end_offset();
         }
         for (base, path) in newer {
             if base < st.hwm {
@@ -456,6 +456,7 @@ impl Partition {
             if let Some(prev) = st.segments.last_mut() {
                 // Sealed now: reads continue at the next segment's base.
                 prev.next_offset = base;
+                prev.expected_end = base;
             }
             let mut seg = Segment {
                 base,
@@ -465,58 +466,13 @@ impl Partition {
                 index: Some(SparseIndex::default()),
                 index_file: None,
                 next_offset: base,
+                expected_end: base,
+                damage: None,
             };
             extend(&mut seg)?;
-            st.hwm = seg.next_offset;
+            st.hwm = seg.end_offset();
             st.segments.push(seg);
         }
         Ok(())
     }
-}
-
-/// Read-only open of the active segment: validates frames from the last
-/// entry of its index file on, or the whole segment when that file is
-/// missing or its last entry is not a valid frame.
-fn scan_from_index(
-    file: &std::fs::File,
-    path: &Path,
-    file_len: u64,
-    base: Offset,
-) -> Result<(SparseIndex, ScanOutcome), LogError> {
-    if let Some(mut index) = index_file::load(path, file_len) {
-        if let Some((offset, pos)) = index.last() {
-            let outcome =
-                scan(file, pos, file_len, offset, &mut index).map_err(io_err("read", path))?;
-            if outcome.valid_len > pos || outcome.stop.is_none() {
-                return Ok((index, outcome));
-            }
-        }
-    }
-    let mut index = SparseIndex::default();
-    let outcome = scan(file, 0, file_len, base, &mut index).map_err(io_err("read", path))?;
-    Ok((index, outcome))
-}
-
-/// Read-only: validates whatever was appended to `seg` past its known end.
-fn extend(seg: &mut Segment) -> Result<(), LogError> {
-    let file = match &seg.file {
-        Some(f) => f.clone(),
-        None => {
-            let f = Arc::new(open_segment(&seg.path, false, false)?);
-            seg.file = Some(f.clone());
-            f
-        }
-    };
-    let file_len = file.metadata().map_err(io_err("stat", &seg.path))?.len();
-    if file_len <= seg.len {
-        return Ok(());
-    }
-    let Some(index) = seg.index.as_mut() else {
-        return Ok(());
-    };
-    let outcome = scan(&file, seg.len, file_len, seg.next_offset, index)
-        .map_err(io_err("read", &seg.path))?;
-    seg.len = outcome.valid_len;
-    seg.next_offset = outcome.next_offset;
-    Ok(())
 }

@@ -10,6 +10,7 @@
 //! - Reads happen with `pread` on a shared `Arc<File>` outside the partition
 //!   lock: the bytes below `len` never change once written (the file is
 //!   append-only and only truncated at open, before anyone reads).
+//! - A segment with `damage` serves nothing at or past `damage.position`.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -103,8 +104,25 @@ pub(crate) struct Segment {
     pub index: Option<SparseIndex>,
     /// The writer's index file of the active segment.
     pub index_file: Option<super::index_file::IndexAppender>,
-    /// The offset after its last record.
+    /// The offset after its last record (for a sealed segment: where the
+    /// next segment starts, so reads continue there, across a repaired gap).
     pub next_offset: Offset,
+    /// Sealed: the offset its frames must end at, `next_offset` unless a
+    /// repair recorded a gap (`damage::load_gaps`) before the next segment.
+    pub expected_end: Offset,
+    /// Where it stops being readable, once a scan found damage: reads
+    /// below it are served, a read reaching it is `LogError::Corrupt`.
+    pub damage: Option<super::damage::Damage>,
+}
+
+impl Segment {
+    /// The offset after the last record known to be in the file (past any
+    /// damage), which the high watermark of a read-only partition follows.
+    pub fn end_offset(&self) -> Offset {
+        self.damage
+            .as_ref()
+            .map_or(self.next_offset, |d| d.end_offset.max(self.next_offset))
+    }
 }
 
 /// How a [`scan`] ended.

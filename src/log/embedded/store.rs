@@ -56,7 +56,7 @@ fn now_ms() -> i64 {
 
 /// Takes the writer's exclusive lock on `<root>/LOCK` and records our pid
 /// in it, so a second writer's error can say who holds it.
-fn take_lock(root: &Path) -> Result<File, LogError> {
+pub(crate) fn take_lock(root: &Path) -> Result<File, LogError> {
     let path = root.join("LOCK");
     let mut file = OpenOptions::new()
         .read(true)
