@@ -6,7 +6,12 @@
 //! damage (never truncated) is decided by resynchronising: [`find_frame`]
 //! looks further in the file for any later frame that validates. A crash
 //! can only tear the *last* frame, so a valid frame after a bad one means
-//! the bad bytes sit in the middle of data: corruption.
+//! the bad bytes sit in the middle of data: corruption. So is a last frame
+//! that is whole (its header's length reaches exactly the file's end, its
+//! body is not zero-filled) but fails its CRC ([`whole_bad_frame`]): an
+//! append cut short leaves fewer bytes than the header claims, because the
+//! file only grows by bytes actually written; a flipped bit in an
+//! acknowledged last frame must not be truncated away.
 //!
 //! Invariants:
 //! - [`find_frame`] only reports a frame whose header parses, whose length
@@ -121,6 +126,39 @@ pub(crate) fn find_frame(
         chunk_start += (last + 1) as u64;
     }
     Ok(None)
+}
+
+/// Whether the frame at `pos` is whole up to exactly `file_len` (the
+/// length its header claims) with a body that is not all zeroes: it was
+/// written completely, so a CRC mismatch in it is damage, not a torn append.
+/// (A zero-filled body is what a power loss can leave after the file's size
+/// was extended: torn.)
+pub(crate) fn whole_bad_frame(file: &File, pos: u64, file_len: u64) -> std::io::Result<bool> {
+    let Some(len) = claimed_len(file, pos)? else {
+        return Ok(false);
+    };
+    if pos.checked_add(len) != Some(file_len) || len <= HEADER_LEN as u64 {
+        return Ok(false);
+    }
+    let mut body = vec![0u8; (len - HEADER_LEN as u64) as usize];
+    let got = read_at_most(file, pos + HEADER_LEN as u64, &mut body)?;
+    Ok(body[..got].iter().any(|&b| b != 0))
+}
+
+/// The offset after the records a bad frame at `pos` claims to hold (it
+/// should hold `expected` first): the header's own count when its base is
+/// `expected`, else one record, so a reader's high watermark lies past the
+/// damage and its reads reach the error instead of a quiet end.
+pub(crate) fn claimed_end(file: &File, pos: u64, expected: Offset) -> std::io::Result<Offset> {
+    let mut head = [0u8; HEADER_LEN];
+    if read_at_most(file, pos, &mut head)? == HEADER_LEN {
+        if let Ok(h) = parse_header(&head) {
+            if h.base == expected && h.next_offset() > expected {
+                return Ok(h.next_offset());
+            }
+        }
+    }
+    Ok(expected.saturating_add(1))
 }
 
 /// The length the frame header at `pos` claims, if it parses: where the

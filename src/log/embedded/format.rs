@@ -41,7 +41,7 @@ pub(crate) struct FrameHeader {
 impl FrameHeader {
     /// The offset after the last record of this frame.
     pub fn next_offset(&self) -> Offset {
-        self.base + u64::from(self.count)
+        self.base.saturating_add(u64::from(self.count))
     }
 }
 

@@ -14,7 +14,9 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use super::damage::{self, claimed_len, corrupt_error, find_frame, Damage};
+use super::damage::{
+    self, claimed_end, claimed_len, corrupt_error, find_frame, whole_bad_frame, Damage,
+};
 use super::index_file;
 use super::segment::{scan, ScanOutcome, Segment, SparseIndex};
 use crate::log::{LogError, Offset, TopicPartition};
@@ -122,6 +124,9 @@ pub(crate) fn check_sealed(
     Ok(())
 }
 
+/// Why a whole last frame with a bad CRC is damage (see `damage`).
+const WHOLE_LAST_FRAME: &str = "the last frame is whole (its length reaches the end of the file) yet fails its check, which an append cut short cannot leave, so this is damage, not a torn tail";
+
 /// How the last segment's scan ended at open.
 pub(crate) struct Active {
     pub index: SparseIndex,
@@ -152,6 +157,15 @@ pub(crate) fn recover_active(
                     "{reason}; a valid frame follows at byte {} (offset {}), so this is damage, not a torn tail",
                     found.pos, found.header.base
                 ),
+            ));
+        }
+        if whole_bad_frame(file, outcome.valid_len, file_len).map_err(io_err("read", path))? {
+            return Err(corrupt_error(
+                tp,
+                path,
+                outcome.valid_len,
+                outcome.next_offset,
+                &format!("{reason}; {WHOLE_LAST_FRAME}"),
             ));
         }
         tracing::warn!(
@@ -199,6 +213,16 @@ pub(crate) fn classify_stop(
         return Ok(None);
     };
     let Some(found) = follows(file, path, outcome, file_len)? else {
+        if whole_bad_frame(file, outcome.valid_len, file_len).map_err(io_err("read", path))? {
+            return Ok(Some(Damage {
+                position: outcome.valid_len,
+                offset: outcome.next_offset,
+                reason: format!("{reason}; {WHOLE_LAST_FRAME}"),
+                scanned_to: file_len,
+                end_offset: claimed_end(file, outcome.valid_len, outcome.next_offset)
+                    .map_err(io_err("read", path))?,
+            }));
+        }
         return Ok(None);
     };
     let mut rest = SparseIndex::default();

@@ -48,6 +48,40 @@ pub(crate) struct Store {
     _lock: Option<File>,
 }
 
+/// In a topic directory: how many partition directories it has and a
+/// segment file holding bytes, if any does (a topic that held records).
+fn first_records(dir: &Path) -> Result<Option<(usize, PathBuf)>, LogError> {
+    let list = |d: &Path| -> Result<Vec<fs::DirEntry>, LogError> {
+        match fs::read_dir(d) {
+            Ok(rd) => rd
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| LogError::io(format!("list {}", d.display()), e)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(LogError::io(format!("list {}", d.display()), e)),
+        }
+    };
+    let mut partitions = 0;
+    let mut found = None;
+    for p in list(dir)? {
+        let is_partition = p
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.parse::<u32>().is_ok());
+        if !is_partition || !p.path().is_dir() {
+            continue;
+        }
+        partitions += 1;
+        for f in list(&p.path())? {
+            let path = f.path();
+            let seg = path.extension().is_some_and(|e| e == "seg");
+            if found.is_none() && seg && f.metadata().is_ok_and(|m| m.len() > 0) {
+                found = Some(path);
+            }
+        }
+    }
+    Ok(found.map(|f| (partitions, f)))
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -134,13 +168,32 @@ impl Store {
     }
 
     /// Loads a topic's metadata and partitions from disk; `None` if it has
-    /// no `topic.json` (never created, or creation interrupted).
+    /// no `topic.json` and no records (never created, or creation
+    /// interrupted). A topic directory whose `topic.json` is gone but whose
+    /// partitions hold records lost its metadata: that is refused, never
+    /// taken for a new topic (creating it again could drop partitions).
     fn load_topic(&self, name: &str) -> Result<Option<Topic>, LogError> {
         let dir = self.topics_dir.join(name);
         let meta_path = dir.join("topic.json");
         let bytes = match fs::read(&meta_path) {
             Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return match first_records(&dir)? {
+                    None => Ok(None),
+                    Some((partitions, seg)) => Err(LogError::Corrupt {
+                        path: meta_path.display().to_string(),
+                        position: 0,
+                        reason: format!(
+                            "the topic's metadata file is missing, but its partitions hold records \
+                             ({} has data; partition directories found: {partitions}): it was \
+                             deleted or lost, and the topic is not created again over its data. \
+                             Restore it, e.g. `{{\"partitions\": {partitions}, \"compacted\": false}}` \
+                             (compacted only for the status topic)",
+                            seg.display()
+                        ),
+                    }),
+                };
+            }
             Err(e) => return Err(LogError::io(format!("read {}", meta_path.display()), e)),
         };
         let meta: TopicMeta = serde_json::from_slice(&bytes).map_err(|e| LogError::Corrupt {
