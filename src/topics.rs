@@ -54,6 +54,21 @@ impl Topics {
         self.name("dlq")
     }
 
+    /// True for the topics only the engine writes (journal, assignments,
+    /// status, alerts, dlq): a record appended there by anyone else would
+    /// be a forged fact or result, so `produce` refuses them.
+    pub fn engine_owned(&self, topic: &str) -> bool {
+        [
+            self.journal(),
+            self.assignments(),
+            self.status(),
+            self.alerts(),
+            self.dlq(),
+        ]
+        .iter()
+        .any(|t| t == topic)
+    }
+
     /// A bounded metric label for one of these topics: its suffix
     /// (`assignments`, `status`, ...), or `other`.
     pub fn label(&self, topic: &str) -> &'static str {

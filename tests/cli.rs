@@ -100,7 +100,7 @@ fn bad_lines_are_reported_and_nothing_is_written() {
             r#"{"payload":{"StepStarted":{"workflow_id":"w","attempt":1,"agent_id":"a"}}}"#,
             "missing field `step_id`",
         ),
-        (oversize.as_str(), "over the limit of 1048576 bytes"),
+        (oversize.as_str(), "over the limit of 983040 bytes"),
     ];
     for (line, reason) in cases {
         let o = baton(dir.path(), &["produce"], line);
@@ -388,6 +388,39 @@ fn tail_follow_sees_records_appended_by_another_process() {
         ],
         "only the new records, not the one produced before following"
     );
+}
+
+#[test]
+fn produce_refuses_the_topics_the_engine_owns() {
+    // Given a forged fact, when it is produced to each engine-owned topic
+    let dir = tempfile::tempdir().unwrap();
+    let forged = r#"{"producer":"me","payload":{"WorkflowSucceeded":{"workflow_id":"wf-x","usage":{"tokens_in":0,"tokens_out":0,"cost":0}}}}"#;
+    for topic in [
+        "baton.journal",
+        "baton.assignments",
+        "baton.status",
+        "baton.alerts",
+        "baton.dlq",
+    ] {
+        let o = baton(dir.path(), &["produce", "--topic", topic], forged);
+        // Then it is refused as a usage error, naming the ingress topic
+        assert_eq!(o.status.code(), Some(2), "{topic}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("written by the engine only")
+                && stderr(&o).contains("baton.ingress"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    // And under another prefix, that prefix's topics are the engine's
+    let o = baton(
+        dir.path(),
+        &["--topic-prefix", "t.", "produce", "--topic", "t.journal"],
+        forged,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // And nothing reached the log
+    assert!(!dir.path().join("log/topics/baton.journal").exists());
 }
 
 #[test]

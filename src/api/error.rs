@@ -103,6 +103,10 @@ impl From<StoreError> for HttpError {
 
 impl From<EngineError> for HttpError {
     fn from(e: EngineError) -> Self {
+        let e = match e {
+            EngineError::At { source, .. } => *source,
+            e => e,
+        };
         match e {
             EngineError::Store(e) => e.into(),
             EngineError::Log(LogError::UnknownTopic(t)) => {

@@ -22,7 +22,7 @@ use clap::Args;
 use super::backend::{self, Access};
 use super::{GlobalArgs, UsageError};
 use crate::codec::json::parse_event;
-use crate::codec::{Codec, DEFAULT_MAX_EVENT_BYTES};
+use crate::codec::{Codec, MAX_INGRESS_EVENT_BYTES};
 use crate::domain::events::Timestamp;
 use crate::log::embedded::{validate_topic_name, DEFAULT_MAX_BATCH_BYTES};
 use crate::log::{partition_for_key, ProducerRecord};
@@ -30,6 +30,8 @@ use crate::log::{partition_for_key, ProducerRecord};
 #[derive(Debug, Args)]
 pub struct ProduceArgs {
     /// Topic to append to (default: the ingress topic, `<prefix>ingress`).
+    /// The engine-owned topics (journal, assignments, status, alerts, dlq)
+    /// are refused.
     #[arg(long)]
     pub topic: Option<String>,
     /// Key every record with this instead of its correlation id.
@@ -45,9 +47,10 @@ pub struct ProduceArgs {
     /// `producer` for events that do not name one.
     #[arg(long, default_value = "baton-cli")]
     pub producer: String,
-    /// Largest encoded event accepted, in bytes (at most the 1 MiB every
-    /// reader accepts).
-    #[arg(long, default_value_t = DEFAULT_MAX_EVENT_BYTES as u64, value_parser = clap::value_parser!(u64).range(64..=DEFAULT_MAX_EVENT_BYTES as u64))]
+    /// Largest encoded event accepted, in bytes (at most the 983,040 the
+    /// engine accepts on ingress: 1 MiB less the headroom it needs to
+    /// journal or dead-letter any input).
+    #[arg(long, default_value_t = MAX_INGRESS_EVENT_BYTES as u64, value_parser = clap::value_parser!(u64).range(64..=MAX_INGRESS_EVENT_BYTES as u64))]
     pub max_event_bytes: u64,
 }
 
@@ -66,6 +69,13 @@ pub async fn run(global: &GlobalArgs, args: ProduceArgs) -> anyhow::Result<ExitC
         .clone()
         .unwrap_or_else(|| global.topics().ingress());
     validate_topic_name(&topic).map_err(|e| UsageError(format!("--topic: {e}")))?;
+    if global.topics().engine_owned(&topic) {
+        return Err(UsageError(format!(
+            "--topic: {topic} is written by the engine only; produce writes requests and reports to the ingress topic ({})",
+            global.topics().ingress()
+        ))
+        .into());
+    }
     let input: Box<dyn Read> = match &args.file {
         Some(path) => Box::new(
             std::fs::File::open(path)

@@ -66,7 +66,7 @@ pub async fn run(global: &GlobalArgs, args: SubmitArgs) -> anyhow::Result<ExitCo
         );
         return Ok(ExitCode::from(1));
     }
-    let codec = Codec::builtin()?;
+    let codec = Codec::builtin()?.with_max_event_bytes(crate::codec::MAX_INGRESS_EVENT_BYTES);
     let event = Envelope {
         event_id: EventId::random(),
         correlation_id: submit.workflow_id.clone(),

@@ -10,6 +10,13 @@
 //! Invariants: no input panics the decoder; every rejection is a typed
 //! [`DecodeError`] naming what is wrong; nothing larger than the configured
 //! limit (default 1 MiB) is decoded or encoded.
+//!
+//! Two limits: [`DEFAULT_MAX_EVENT_BYTES`] bounds every event on every
+//! topic (what every reader accepts); [`MAX_INGRESS_EVENT_BYTES`] bounds an
+//! input on ingress, [`INGRESS_HEADROOM_BYTES`] less. The headroom is what
+//! the engine adds when it journals or dead-letters an input (its own
+//! envelope, a bounded reason, the record's key), so whatever ingress
+//! accepts can always be written by the engine.
 
 pub mod binary;
 pub mod canonical;
@@ -30,8 +37,13 @@ pub use registry::{EnvelopeVersion, SchemaRegistry};
 pub const MAGIC: [u8; 2] = [0xC3, 0x01];
 /// Magic plus the 8-byte fingerprint.
 pub const HEADER_LEN: usize = 10;
-/// Default upper bound for one encoded event.
+/// Default upper bound for one encoded event (journal facts, results and
+/// dead letters included).
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 1 << 20;
+/// What the engine may add to an input when it writes it back out.
+pub const INGRESS_HEADROOM_BYTES: usize = 64 << 10;
+/// Upper bound for one encoded ingress event (983,040 bytes).
+pub const MAX_INGRESS_EVENT_BYTES: usize = DEFAULT_MAX_EVENT_BYTES - INGRESS_HEADROOM_BYTES;
 
 /// Encodes and decodes [`Envelope`]s. Cheap to clone.
 #[derive(Clone, Debug)]

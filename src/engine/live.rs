@@ -1,6 +1,9 @@
 //! What the running process knows about its own partition loops, for the
 //! HTTP API's `/readyz` and for the lag and checkpoint-age gauges: which
 //! partitions it owns, how far each has read, whether it has recovered.
+//! Also what outlives one loop: the ingress records a loop dead-lettered
+//! because their facts could not be encoded (see `partition::poison`), so
+//! the loop restarted after one skips them.
 //!
 //! Loops write plain atomics (no locks on the hot path); the map of owned
 //! partitions changes only on assignment and revocation. Nothing here feeds
@@ -40,6 +43,9 @@ pub struct Live {
     /// Owned partitions whose loop stopped for good (see
     /// `EngineError::stops_partition_only`), with the reason.
     stopped: RwLock<BTreeMap<u32, String>>,
+    /// (partition, ingress offset) of inputs already dead-lettered as
+    /// unencodable by this process.
+    poisoned: std::sync::Mutex<std::collections::BTreeSet<(u32, u64)>>,
 }
 
 impl Default for Live {
@@ -48,6 +54,7 @@ impl Default for Live {
             started: Instant::now(),
             parts: RwLock::new(BTreeMap::new()),
             stopped: RwLock::new(BTreeMap::new()),
+            poisoned: Default::default(),
         }
     }
 }
@@ -65,6 +72,22 @@ pub struct PartitionReadiness {
 
 impl Live {
     /// A loop for `p` starts: registers (or resets) its progress record.
+    /// Notes that partition `p`'s input at `offset` was dead-lettered as
+    /// unencodable (its facts were decided, so the loop must restart).
+    pub fn poison(&self, p: u32, offset: u64) {
+        if let Ok(mut set) = self.poisoned.lock() {
+            set.insert((p, offset));
+        }
+    }
+
+    /// The offsets of partition `p` dead-lettered as unencodable.
+    pub fn poisoned(&self, p: u32) -> std::collections::BTreeSet<u64> {
+        self.poisoned
+            .lock()
+            .map(|set| set.range((p, 0)..=(p, u64::MAX)).map(|&(_, o)| o).collect())
+            .unwrap_or_default()
+    }
+
     pub fn register(&self, p: u32) -> Arc<PartitionLive> {
         let rec = Arc::new(PartitionLive {
             ingress_next: AtomicU64::new(0),

@@ -110,6 +110,23 @@ pub enum EngineError {
         offset: u64,
         end: u64,
     },
+    /// An input's facts could not be encoded after they were decided: it
+    /// was dead-lettered, and the loop restarts from the journal (which
+    /// lacks those facts) skipping it. Retried by the supervisor.
+    #[error("partition {partition}: the facts of ingress offset {offset} could not be encoded ({reason}); it was dead-lettered and the loop restarts without it")]
+    Poisoned {
+        partition: u32,
+        offset: u64,
+        reason: String,
+    },
+    /// Where a loop stopped: its partition and the ingress offset it was at.
+    #[error("partition {partition} stopped at ingress offset {offset}: {source}")]
+    At {
+        partition: u32,
+        offset: u64,
+        #[source]
+        source: Box<EngineError>,
+    },
 }
 
 impl EngineError {
@@ -118,7 +135,15 @@ impl EngineError {
     /// exit status); other errors that are not broker errors stop the
     /// process.
     pub fn stops_partition_only(&self) -> bool {
-        matches!(self, EngineError::BeyondEnd { .. })
+        matches!(self.root(), EngineError::BeyondEnd { .. })
+    }
+
+    /// The error beneath any [`EngineError::At`] context.
+    pub fn root(&self) -> &EngineError {
+        match self {
+            EngineError::At { source, .. } => source.root(),
+            e => e,
+        }
     }
 }
 

@@ -9,7 +9,7 @@
 //! while the next batch is decided (`partition/publish.rs`); the commit
 //! waits for them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,7 +20,8 @@ use uuid::Uuid;
 
 use super::results::{results_for, ResultBody};
 use super::{Engine, EngineError, EngineStats};
-use crate::domain::engine::PartitionState;
+use crate::codec::MAX_INGRESS_EVENT_BYTES;
+use crate::domain::engine::{PartitionState, Seen};
 use crate::domain::events::*;
 use crate::log::{
     partition_for_key, read_toward, EventLog, Header, LogError, ProducerRecord, StoredRecord,
@@ -34,12 +35,20 @@ use crate::telemetry::record::{self, FactCounts, Tally};
 use super::replay::{ingress_offset, INGRESS_OFFSET_HEADER};
 
 mod append;
+mod checkpoint;
+pub mod dedup;
+mod dlq;
 mod publish;
 mod recover;
 
 use publish::Outbox;
 /// Journal bytes per append (the embedded log accepts up to 16 MiB).
 const MAX_APPEND_BYTES: usize = 8 << 20;
+/// Dead-letter reason: the input reuses an `event_id` of the dedup window
+/// with other content.
+pub const EVENT_ID_CONFLICT: &str = "event_id_conflict";
+/// Dead-letter reason: a fact decided for the input could not be encoded.
+pub const UNENCODABLE: &str = "unencodable";
 const DLQ_NAMESPACE: Uuid = Uuid::from_u128(0x3d0c_91aa_5b7e_4f12_8c6d_2e9a_1b4f_7c30);
 
 fn now() -> Timestamp {
@@ -119,6 +128,28 @@ async fn run_loop(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), EngineError> {
     let mut lp = Loop::recover(engine, p, takeover_quiet).await?;
+    // Inputs an earlier loop of this process dead-lettered as unencodable.
+    let poisoned = engine.live.poisoned(p);
+    let result = decide_until_stopped(&mut lp, &mut stop, &poisoned).await;
+    // A loop stops only on log or storage failures (bad input goes to the
+    // DLQ): say where.
+    result.map_err(|e| match e {
+        e @ EngineError::Poisoned { .. } => e,
+        e => EngineError::At {
+            partition: p,
+            offset: lp.ingress_next,
+            source: Box::new(e),
+        },
+    })
+}
+
+async fn decide_until_stopped(
+    lp: &mut Loop<'_>,
+    stop: &mut watch::Receiver<bool>,
+    poisoned: &BTreeSet<u64>,
+) -> Result<(), EngineError> {
+    let engine = lp.engine;
+    let p = lp.p;
     let ingress = engine.topics.ingress();
     let mut end_checked = Instant::now();
     loop {
@@ -183,7 +214,7 @@ async fn run_loop(
             }
             continue;
         }
-        lp.process(records, t).await?;
+        lp.process(records, t, poisoned).await?;
         if lp.facts_since_flush >= engine.options.flush_every_facts
             || lp.last_flush.elapsed() >= engine.options.flush_every
         {
@@ -273,66 +304,20 @@ impl<'a> Loop<'a> {
         Ok(())
     }
 
-    fn dead_letter(
-        &self,
-        r: &StoredRecord,
-        code: &str,
-        message: String,
-        outbox: &mut Outbox,
-    ) -> Result<(), EngineError> {
-        let ingress = self.engine.topics.ingress();
-        let id = EventId(Uuid::new_v5(
-            &DLQ_NAMESPACE,
-            format!("{ingress}/{}/{}", self.p, r.offset).as_bytes(),
-        ));
-        let env = Envelope {
-            event_id: id,
-            correlation_id: r
-                .key
-                .as_ref()
-                .map(|k| String::from_utf8_lossy(k).into_owned())
-                .unwrap_or_default(),
-            causation_id: None,
-            occurred_at: now(),
-            producer: self.state.producer.clone(),
-            payload: Payload::DeadLetter(DeadLetter {
-                source_topic: ingress,
-                source_partition: self.p as i32,
-                source_offset: r.offset as i64,
-                key: r.key.as_ref().map(|k| Blob(k.to_vec())),
-                original: Blob(r.value.to_vec()),
-                reason_code: code.to_string(),
-                message,
-            }),
-        };
-        tracing::debug!(
-            partition = self.p,
-            offset = r.offset,
-            code,
-            "input dead-lettered"
-        );
-        let dlq = self.engine.topics.dlq();
-        let n = self.result_partitions.get(&dlq).copied().unwrap_or(1);
-        let key = r.key.clone().unwrap_or_default();
-        let value = self.engine.codec.encode(&env)?;
-        outbox.push(
-            dlq,
-            partition_for_key(&key, n),
-            ProducerRecord::new(r.key.clone(), Bytes::from(value)),
-        );
-        EngineStats::add(&self.engine.stats.dead_letters, 1);
-        record::count(&names::DEAD_LETTERS, 1);
-        Ok(())
-    }
-
     async fn process(
         &mut self,
         records: Vec<StoredRecord>,
         t: Timestamp,
+        poisoned: &BTreeSet<u64>,
     ) -> Result<(), EngineError> {
         let stats = &self.engine.stats;
         let mut journal = std::mem::take(&mut self.journal_buf);
         journal.clear();
+        // Each fact's encoding, by index in `journal`.
+        let mut encoded: Vec<Bytes> = Vec::with_capacity(records.len() * 2);
+        // The content hash of each input with facts, in journal order.
+        let mut hashes: Vec<u64> = Vec::new();
+        let mut hash_buf = Vec::new();
         let mut outbox = Outbox::default();
         // Dead letters go out before the journal append: after a crash the
         // ingress resumes past every journalled input, so a dead letter not
@@ -342,11 +327,25 @@ impl<'a> Loop<'a> {
         let mut inputs_at = Vec::with_capacity(records.len());
         let (mut types, mut rejected) = (Tally::default(), Tally::default());
         let (mut decode_time, mut duplicates) = (Duration::ZERO, 0u64);
+        // An input whose facts were decided but do not encode: the state
+        // is ahead of what can be journalled, so the batch ends there.
+        let mut poison: Option<(u64, String)> = None;
         let started = Instant::now();
         for r in &records {
             self.ingress_next = r.offset + 1;
+            if poisoned.contains(&r.offset) {
+                // Dead-lettered by an earlier loop of this process.
+                continue;
+            }
             let t0 = Instant::now();
-            let decoded = self.engine.codec.decode(&r.value);
+            let decoded = if r.value.len() > MAX_INGRESS_EVENT_BYTES {
+                Err(crate::codec::DecodeError::Oversize {
+                    size: r.value.len(),
+                    limit: MAX_INGRESS_EVENT_BYTES,
+                })
+            } else {
+                self.engine.codec.decode(&r.value)
+            };
             decode_time += t0.elapsed();
             let input = match decoded {
                 Ok(e) => e,
@@ -358,22 +357,58 @@ impl<'a> Loop<'a> {
             };
             EngineStats::add(&stats.ingress_events, 1);
             types.add(input.payload.type_name(), 1);
-            if self.state.seen(&input.event_id) {
-                EngineStats::add(&stats.duplicates, 1);
-                duplicates += 1;
-                continue;
+            let hash = dedup::content_hash(&input, &mut hash_buf);
+            match self.state.classify_input(&input.event_id, hash) {
+                Seen::New => {}
+                Seen::Duplicate => {
+                    EngineStats::add(&stats.duplicates, 1);
+                    duplicates += 1;
+                    continue;
+                }
+                Seen::Conflict => {
+                    rejected.add(EVENT_ID_CONFLICT, 1);
+                    let message = format!(
+                        "event_id {} was already used by an input with other content; this one is not applied",
+                        input.event_id
+                    );
+                    self.dead_letter(r, EVENT_ID_CONFLICT, message, &mut dlq)?;
+                    continue;
+                }
             }
             if let Payload::SubmitWorkflow(s) = &input.payload {
                 self.recall_finished(&s.workflow_id)?;
             }
             match self.state.decide(&input, t) {
                 Ok(facts) => {
-                    if !facts.is_empty() {
-                        inputs_at.push(input.occurred_at);
+                    if facts.is_empty() {
+                        continue;
                     }
+                    self.state.remember_input_hash(input.event_id, hash);
+                    let before = journal.len();
+                    let mut failed = None;
                     for f in facts {
+                        match self.engine.codec.encode(&f) {
+                            Ok(v) => encoded.push(Bytes::from(v)),
+                            Err(e) => {
+                                failed = Some(e);
+                                break;
+                            }
+                        }
                         journal.push((Some(r.offset), f));
                     }
+                    if let Some(e) = failed {
+                        journal.truncate(before);
+                        encoded.truncate(before);
+                        rejected.add(UNENCODABLE, 1);
+                        let message =
+                            format!("a fact decided for this input cannot be written: {e}");
+                        self.dead_letter(r, UNENCODABLE, message, &mut dlq)?;
+                        self.engine.live.poison(self.p, r.offset);
+                        poison = Some((r.offset, e.to_string()));
+                        break;
+                    }
+                    hashes.push(hash);
+                    inputs_at.push(input.occurred_at);
                 }
                 Err(rej) => {
                     rejected.add(rej.code, 1);
@@ -381,8 +416,14 @@ impl<'a> Loop<'a> {
                 }
             }
         }
-        for f in self.state.tick_heard(t, self.heard_until) {
-            journal.push((None, f));
+        if poison.is_none() {
+            for f in self.state.tick_heard(t, self.heard_until) {
+                // Timer facts answer no input: one that does not encode
+                // cannot be dead-lettered, so it stops the loop (with the
+                // partition and offset, see `run_loop`).
+                encoded.push(Bytes::from(self.engine.codec.encode(&f)?));
+                journal.push((None, f));
+            }
         }
         record::batch_durations(decode_time, started.elapsed().saturating_sub(decode_time));
         types.emit(&names::INGRESS_EVENTS, "type");
@@ -394,10 +435,11 @@ impl<'a> Loop<'a> {
         let mut chunks: Vec<Vec<ProducerRecord>> = vec![Vec::new()];
         let mut chunk_bytes = 0usize;
         let mut prev_offset = None;
-        for (offset, fact) in &journal {
-            let value = Bytes::from(self.engine.codec.encode(fact)?);
+        let mut hashes = hashes.into_iter();
+        for ((offset, fact), value) in journal.iter().zip(encoded) {
             self.collect_results(fact, Some(&value), &mut outbox)?;
-            if *offset != prev_offset && chunk_bytes > MAX_APPEND_BYTES {
+            let first_of_input = *offset != prev_offset;
+            if first_of_input && chunk_bytes > MAX_APPEND_BYTES {
                 chunks.push(Vec::new());
                 chunk_bytes = 0;
             }
@@ -410,6 +452,11 @@ impl<'a> Loop<'a> {
                     key: INGRESS_OFFSET_HEADER.into(),
                     value: Bytes::from(o.to_string()),
                 });
+                if first_of_input {
+                    if let Some(h) = hashes.next() {
+                        rec.headers.push(dedup::hash_header(h));
+                    }
+                }
             }
             rec.timestamp_ms = Some(fact.occurred_at.0.div_euclid(1000));
             if let Some(c) = chunks.last_mut() {
@@ -432,7 +479,7 @@ impl<'a> Loop<'a> {
             let done = now();
             let samples: Vec<u64> = inputs_at
                 .iter()
-                .map(|a| (done.0 - a.0).max(0) as u64)
+                .map(|a| done.0.saturating_sub(a.0).max(0) as u64)
                 .collect();
             stats.record_latencies(&samples);
             record::decision_latencies(&samples);
@@ -442,6 +489,23 @@ impl<'a> Loop<'a> {
             .store(self.ingress_next, Ordering::Relaxed);
         journal.clear();
         self.journal_buf = journal;
+        if let Some((offset, reason)) = poison {
+            // Publish what the journalled inputs caused, then restart from
+            // the journal: the state holds facts it does not have.
+            self.publish(outbox).await?;
+            self.finish_publish().await?;
+            tracing::error!(
+                partition = self.p,
+                offset,
+                reason,
+                "an input's facts cannot be encoded; it was dead-lettered as `unencodable` and the partition restarts from its journal without it"
+            );
+            return Err(EngineError::Poisoned {
+                partition: self.p,
+                offset,
+                reason,
+            });
+        }
         self.publish_behind(outbox).await
     }
 
@@ -482,94 +546,5 @@ impl<'a> Loop<'a> {
             }
         }
         counts.emit();
-    }
-
-    /// Starts writing a checkpoint in the background (waiting for the
-    /// previous write first, so checkpoints land in order).
-    /// Starts a checkpoint unless the previous one is still being written
-    /// (then the loop carries on and tries again next iteration). It waits
-    /// for that write only when `force` is set or the backlog is too large:
-    /// the fact threshold reached, or two flush intervals without a
-    /// checkpoint. That wait is the backpressure that keeps memory bounded
-    /// when the writer cannot keep up.
-    async fn checkpoint(&mut self, force: bool) -> Result<(), EngineError> {
-        let o = &self.engine.options;
-        let backlog = self.facts_since_flush >= o.flush_every_facts
-            || self.last_flush.elapsed() >= 2 * o.flush_every;
-        if !force && !backlog && !self.write_done()? {
-            return Ok(());
-        }
-        // The commit below covers every input before `ingress_next`.
-        self.finish_publish().await?;
-        self.finish_write().await?;
-        let cp = Checkpoint {
-            journal_next: self.journal_next,
-            ingress_next: self.ingress_next,
-            facts_folded: self.state.facts_folded,
-        };
-        let prepared = self.store.prepare(
-            &mut self.state,
-            &mut self.index,
-            &cp,
-            Finished::KeepUntilWritten,
-        );
-        self.pending_evict = prepared.finished.clone();
-        // The group offset is committed with each checkpoint, not per batch,
-        // and by the writer: the journal's ingress-offset headers are the
-        // authoritative resume point, and a commit costs file system work.
-        let commit = super::writer::GroupCommit {
-            group: self.engine.options.group.clone(),
-            tp: TopicPartition::new(self.engine.topics.ingress(), self.p),
-            next: self.ingress_next,
-        };
-        self.pending_write = Some(super::writer::submit(
-            self.engine.log.clone(),
-            self.store.writer(),
-            prepared,
-            commit,
-        ));
-        self.facts_since_flush = 0;
-        self.last_flush = Instant::now();
-        Ok(())
-    }
-
-    /// True when no checkpoint write is pending or it has finished (its
-    /// outcome is then applied by `finish_write`).
-    fn write_done(&mut self) -> Result<bool, EngineError> {
-        let Some(rx) = self.pending_write.as_mut() else {
-            return Ok(true);
-        };
-        match rx.try_recv() {
-            Ok(result) => {
-                self.pending_write = None;
-                result?;
-                self.evict_written();
-                Ok(true)
-            }
-            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => Ok(false),
-            Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
-                Err(EngineError::Task("checkpoint writer went away".into()))
-            }
-        }
-    }
-
-    fn evict_written(&mut self) {
-        self.engine.live.checkpointed(&self.live);
-        let evict = std::mem::take(&mut self.pending_evict);
-        for id in &evict {
-            self.finished.insert(id);
-        }
-        crate::store::evict_finished(&mut self.state, &mut self.index, &evict);
-    }
-
-    async fn finish_write(&mut self) -> Result<(), EngineError> {
-        if let Some(h) = self.pending_write.take() {
-            match h.await {
-                Ok(r) => r?,
-                Err(_) => return Err(EngineError::Task("checkpoint writer went away".into())),
-            }
-            self.evict_written();
-        }
-        Ok(())
     }
 }

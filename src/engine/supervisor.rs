@@ -2,7 +2,9 @@
 //! starts a loop on `Assigned`, stops it (its final checkpoint flushes the
 //! projection and commits the ingress offset) before answering `Revoked`,
 //! and restarts a loop that failed on a broker error after a backoff (it
-//! recovers from its store and the journal like after a crash).
+//! recovers from its store and the journal like after a crash), or on an
+//! input whose facts could not be encoded (it was dead-lettered; the new
+//! loop skips it).
 //!
 //! Invariants:
 //! - At most one loop per partition in this process.
@@ -56,7 +58,10 @@ async fn finish(p: u32, r: Running) -> Result<(), EngineError> {
 }
 
 fn retriable(e: &EngineError) -> bool {
-    matches!(e, EngineError::Log(LogError::Broker(_)))
+    matches!(
+        e.root(),
+        EngineError::Log(LogError::Broker(_)) | EngineError::Poisoned { .. }
+    )
 }
 
 /// Owns partitions until `stop` turns true, the membership ends, or a loop

@@ -276,7 +276,11 @@ fn slow_and_failing_steps(cx: &mut Ctx<'_>) {
         }
         // The baseline leaves out the window it is compared with, or a
         // lasting slowdown would soon become its own baseline.
-        let recent = Timestamp(cx.now.0 - cfg.short_window_ms * 1000);
+        let recent = Timestamp(
+            cx.now
+                .0
+                .saturating_sub(cfg.short_window_ms.saturating_mul(1000)),
+        );
         let long = s.long_before(cx.now, recent);
         if long.done >= 2 * cfg.min_samples {
             let p95 = f.run.quantile(0.95);

@@ -27,13 +27,13 @@ impl Hysteresis {
     /// True when an evaluation is due at `now`.
     pub fn due(&self, cfg: &BottleneckConfig, now: Timestamp) -> bool {
         self.last_eval
-            .is_none_or(|t| now.0 - t.0 >= cfg.evaluate_every_ms * 1000)
+            .is_none_or(|t| now.0.saturating_sub(t.0) >= cfg.evaluate_every_ms.saturating_mul(1000))
     }
 
     /// When the next evaluation is due.
     pub fn next_due(&self, cfg: &BottleneckConfig) -> Option<Timestamp> {
         self.last_eval
-            .map(|t| Timestamp(t.0 + cfg.evaluate_every_ms * 1000))
+            .map(|t| Timestamp(t.0.saturating_add(cfg.evaluate_every_ms.saturating_mul(1000))))
     }
 
     /// The facts of one evaluation, in key order (detections, then resolutions).
@@ -78,7 +78,7 @@ impl Hysteresis {
                 continue;
             }
             let since = *self.below_since.entry(key.clone()).or_insert(now);
-            if now.0 - since.0 >= cfg.short_window_ms * 1000 {
+            if now.0.saturating_sub(since.0) >= cfg.short_window_ms.saturating_mul(1000) {
                 out.push(Payload::BottleneckResolved(BottleneckResolved {
                     key: key.clone(),
                     kind: d.kind,

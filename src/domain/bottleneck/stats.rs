@@ -86,7 +86,10 @@ impl SubjectStats {
     pub fn long_before(&self, now: Timestamp, until: Timestamp) -> Bucket {
         let mut out = self.long.figures_before(now, until);
         // The long ring's first slot starts at (slot(now) − n + 1) × sub.
-        let from = Timestamp(now.0.saturating_sub(self.long.len_ms() * 1000));
+        let from = Timestamp(
+            now.0
+                .saturating_sub(self.long.len_ms().saturating_mul(1000)),
+        );
         self.short.add_range(&mut out, from, now, until);
         out
     }
@@ -421,7 +424,7 @@ impl Stats {
     pub fn span_s(&self, window_ms: i64, now: Timestamp) -> f64 {
         let window = window_ms as f64 / 1000.0;
         match self.first_at {
-            Some(f) => ((now.0 - f.0) as f64 / 1e6).clamp(0.001, window),
+            Some(f) => (now.0.saturating_sub(f.0) as f64 / 1e6).clamp(0.001, window),
             None => window,
         }
     }

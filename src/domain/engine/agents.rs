@@ -23,7 +23,10 @@ impl PartitionState {
         } else {
             self.config.lost_after
         };
-        Timestamp(a.last_heartbeat_at.0 + (a.heartbeat_interval_ms as f64 * factor * 1000.0) as i64)
+        // Saturating (a float-to-int cast saturates too): an interval from
+        // before the range check existed must not wrap into the past.
+        let after_us = (a.heartbeat_interval_ms as f64 * factor * 1000.0) as i64;
+        Timestamp(a.last_heartbeat_at.0.saturating_add(after_us.max(0)))
     }
 
     fn retime_heartbeat(&mut self, agent_id: &str, old: Option<Timestamp>) {
@@ -237,7 +240,7 @@ impl PartitionState {
         if a.health == AgentHealth::Lost || a.forwarded() || self.heartbeat_due_at(a) > ctx.now {
             return;
         }
-        let silent_ms = (ctx.now.0 - a.last_heartbeat_at.0) / 1000;
+        let silent_ms = ctx.now.0.saturating_sub(a.last_heartbeat_at.0).max(0) / 1000;
         if a.health == AgentHealth::Healthy {
             let reason = format!(
                 "no heartbeat for {silent_ms} ms (interval {} ms)",
@@ -425,8 +428,11 @@ impl PartitionState {
             match wf.status {
                 WorkflowStatus::Running => self.running += 1,
                 WorkflowStatus::Queued => {
-                    self.admission
-                        .insert((-wf.definition.priority, wf.seq, wf.id.clone()));
+                    self.admission.insert((
+                        wf.definition.priority.saturating_neg(),
+                        wf.seq,
+                        wf.id.clone(),
+                    ));
                 }
                 _ => continue,
             }
@@ -470,7 +476,7 @@ impl PartitionState {
                                 TimerKey::Retry {
                                     workflow_id: id.clone(),
                                     step: i,
-                                    attempt: s.attempt + 1,
+                                    attempt: s.attempt.saturating_add(1),
                                 },
                             ));
                         }

@@ -25,9 +25,16 @@ pub struct Rejection {
 }
 
 pub(crate) fn reject(code: &'static str, message: impl Into<String>) -> Rejection {
+    let message = message.into();
     Rejection {
         code,
-        message: message.into(),
+        // Messages quote input (ids, reasons): bounded, so the dead letter
+        // that carries one fits the limit.
+        message: if message.len() > MAX_TEXT_BYTES {
+            bound_text(&message)
+        } else {
+            message
+        },
     }
 }
 
@@ -101,7 +108,10 @@ pub fn backoff_ms(policy: &RetryPolicy, attempt: i32) -> i64 {
 
 impl PartitionState {
     pub(crate) fn emit(&mut self, ctx: &mut Ctx, payload: impl Into<Payload>) {
-        let payload = payload.into();
+        let mut payload = payload.into();
+        // Reasons the engine composes may quote input (an expression, an
+        // error): bounded, so every fact fits the journal's limit.
+        payload.bound_texts();
         let env = Envelope {
             event_id: EventId::derived(&ctx.cause, ctx.n),
             correlation_id: payload.correlation_id().to_string(),
@@ -139,6 +149,7 @@ impl PartitionState {
         if self.seen(&input.event_id) {
             return Ok(Vec::new());
         }
+        super::inputs::check_input(input)?;
         let mut ctx = Ctx::new(input.event_id, now);
         match &input.payload {
             Payload::SubmitWorkflow(s) => self.submit(&mut ctx, s)?,
@@ -298,7 +309,7 @@ impl PartitionState {
                 };
                 let s = &wf.steps[*step];
                 if s.status != StepStatus::RetryScheduled
-                    || s.attempt + 1 != *attempt
+                    || s.attempt.saturating_add(1) != *attempt
                     || wf.is_terminal()
                 {
                     return;
@@ -344,7 +355,9 @@ impl PartitionState {
             self.emit(ctx, rejected("invalid", "workflow_id is empty".into()));
             return Ok(());
         }
-        match validate(&s.definition, &self.config.limits) {
+        let checked = validate::check_bounds(&s.definition)
+            .and_then(|()| validate(&s.definition, &self.config.limits));
+        match checked {
             // Kept for `evolve` of the WorkflowAccepted below, which would
             // otherwise validate the same definition a second time.
             Ok(dag) => self.validated = Some((s.workflow_id.clone(), Arc::new(dag))),
@@ -505,61 +518,6 @@ impl PartitionState {
                 },
             );
         }
-    }
-
-    /// A report must name a known, unfinished workflow and step, the current
-    /// attempt, and the agent holding it.
-    fn check_report(
-        &self,
-        workflow_id: &str,
-        step_id: &str,
-        attempt: i32,
-        agent_id: &str,
-    ) -> Result<(Arc<WorkflowDefinition>, usize), Rejection> {
-        let Some(wf) = self.workflows.get(workflow_id) else {
-            return Err(reject(
-                "unknown_workflow",
-                format!("no workflow `{workflow_id}` in this partition"),
-            ));
-        };
-        if wf.is_terminal() {
-            return Err(reject(
-                "workflow_finished",
-                format!(
-                    "workflow `{workflow_id}` already finished ({:?})",
-                    wf.status
-                ),
-            ));
-        }
-        let Some(i) = wf.step_index(step_id) else {
-            return Err(reject(
-                "unknown_step",
-                format!("workflow `{workflow_id}` has no step `{step_id}`"),
-            ));
-        };
-        if self
-            .agents
-            .get(agent_id)
-            .is_some_and(|a| a.health == AgentHealth::Lost)
-        {
-            return Err(reject(
-                "agent_lost",
-                format!("agent `{agent_id}` was declared lost; its steps were re-queued"),
-            ));
-        }
-        let s = &wf.steps[i];
-        if !s.status.is_held() || s.attempt != attempt || s.agent.as_deref() != Some(agent_id) {
-            return Err(reject(
-                "not_holder",
-                format!(
-                    "step `{step_id}` attempt {attempt} is not held by `{agent_id}` (current: attempt {} {:?}, agent {})",
-                    s.attempt,
-                    s.status,
-                    s.agent.as_deref().unwrap_or("none")
-                ),
-            ));
-        }
-        Ok((wf.definition.clone(), i))
     }
 
     /// Assigns ready steps to agents while the scheduler finds matches.

@@ -11,7 +11,7 @@ use crate::domain::events::*;
 use crate::domain::scheduler::{ReadyStep, StepKey};
 
 fn ms_between(from: Option<Timestamp>, to: Timestamp) -> f64 {
-    from.map_or(0.0, |f| (to.0 - f.0).max(0) as f64 / 1000.0)
+    from.map_or(0.0, |f| to.0.saturating_sub(f.0).max(0) as f64 / 1000.0)
 }
 
 impl PartitionState {
@@ -56,16 +56,22 @@ impl PartitionState {
             }
             P::WorkflowQueued(q) => {
                 if let Some(wf) = self.workflows.get(&q.workflow_id) {
-                    self.admission
-                        .insert((-wf.definition.priority, wf.seq, wf.id.clone()));
+                    self.admission.insert((
+                        wf.definition.priority.saturating_neg(),
+                        wf.seq,
+                        wf.id.clone(),
+                    ));
                 }
             }
             P::WorkflowStarted(s) => {
                 let Some(wf) = self.workflows.get_mut(&s.workflow_id) else {
                     return;
                 };
-                self.admission
-                    .remove(&(-wf.definition.priority, wf.seq, wf.id.clone()));
+                self.admission.remove(&(
+                    wf.definition.priority.saturating_neg(),
+                    wf.seq,
+                    wf.id.clone(),
+                ));
                 wf.status = WorkflowStatus::Running;
                 wf.started_at = Some(now);
                 self.running += 1;
@@ -434,7 +440,7 @@ impl PartitionState {
                     TimerKey::Retry {
                         workflow_id: c.workflow_id.clone(),
                         step: i,
-                        attempt: c.attempt + 1,
+                        attempt: c.attempt.saturating_add(1),
                     },
                 ));
             }
@@ -458,8 +464,11 @@ impl PartitionState {
         match wf.status {
             WorkflowStatus::Running => self.running = self.running.saturating_sub(1),
             WorkflowStatus::Queued => {
-                self.admission
-                    .remove(&(-wf.definition.priority, wf.seq, wf.id.clone()));
+                self.admission.remove(&(
+                    wf.definition.priority.saturating_neg(),
+                    wf.seq,
+                    wf.id.clone(),
+                ));
             }
             _ => {}
         }

@@ -31,7 +31,7 @@ impl PartitionState {
                     workflow_id: workflow_id.into(),
                     step_id,
                     attempt,
-                    next_attempt: attempt + 1,
+                    next_attempt: attempt.saturating_add(1),
                     due_at: Timestamp(ctx.now.0.saturating_add(delay_ms.saturating_mul(1000))),
                     delay_ms,
                     reason: error.to_string(),

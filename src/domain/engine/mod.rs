@@ -17,6 +17,7 @@ mod config;
 mod decide;
 mod evolve;
 mod failures;
+mod inputs;
 mod kept;
 mod observe;
 mod state;
@@ -25,7 +26,7 @@ mod timers;
 pub use config::EngineConfig;
 pub use decide::{Fact, Rejection};
 pub use state::{
-    engine_producer, AgentView, PartitionState, StepState, StepStatus, WorkflowState,
+    engine_producer, AgentView, PartitionState, Seen, StepState, StepStatus, WorkflowState,
     ENGINE_PRODUCER_PREFIX, HOME_PARTITION_LABEL,
 };
 pub use timers::TimerKey;

@@ -27,7 +27,9 @@ const EVAL_NAMESPACE: Uuid = Uuid::from_u128(0x9b2e_4d17_6a3c_4f08_b5e1_7c9d_2a6
 
 /// Whole milliseconds from `from` to `to` (0 when unknown or negative).
 pub(crate) fn whole_ms(from: Option<Timestamp>, to: Timestamp) -> u64 {
-    from.map_or(0, |f| u64::try_from((to.0 - f.0) / 1000).unwrap_or(0))
+    from.map_or(0, |f| {
+        u64::try_from(to.0.saturating_sub(f.0) / 1000).unwrap_or(0)
+    })
 }
 
 /// The subject ids of a workflow's steps, interned in `stats` on first use

@@ -276,7 +276,8 @@ pub struct PartitionState {
     pub pool_usage: BTreeMap<String, Usage>,
     pub(crate) scheduler: Kept<Scheduler>,
     pub(crate) timers: Kept<BTreeSet<(Timestamp, TimerKey)>>,
-    /// Queued workflows by (-priority, seq).
+    /// Queued workflows by (-priority, seq); the negation saturates
+    /// (`i32::MIN` has no negative).
     pub(crate) admission: BTreeSet<(i32, u64, String)>,
     pub(crate) running: usize,
     /// Acceptance order of workflows (stored in each workflow, so it must
@@ -287,6 +288,11 @@ pub struct PartitionState {
     pub(crate) next_ready_seq: u64,
     pub(crate) dedup: foldhash::HashSet<EventId>,
     pub(crate) dedup_order: VecDeque<EventId>,
+    /// Content hashes of the inputs in the dedup window, where known (the
+    /// engine computes them; a journal written before they were recorded
+    /// leaves some unknown). A reused id with another hash is a conflict,
+    /// not a duplicate.
+    pub(crate) dedup_hash: foldhash::HashMap<EventId, u64>,
     /// Keys changed since the store last flushed (write-behind).
     pub dirty_workflows: foldhash::HashSet<String>,
     pub dirty_agents: BTreeSet<String>,
@@ -303,6 +309,18 @@ pub struct PartitionState {
     pub bottlenecks: Stats,
     /// Soft state of bottleneck evaluation (see `bottleneck::Hysteresis`).
     pub(crate) hysteresis: Hysteresis,
+}
+
+/// What the dedup window says of an input (see
+/// [`PartitionState::classify_input`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// Not in the window: decide it.
+    New,
+    /// The same id with the same content (or content not known): skip it.
+    Duplicate,
+    /// The same id with other content: refuse it (`event_id_conflict`).
+    Conflict,
 }
 
 impl PartitionState {
@@ -333,6 +351,7 @@ impl PartitionState {
             next_ready_seq: 0,
             dedup: Default::default(),
             dedup_order: VecDeque::new(),
+            dedup_hash: Default::default(),
             dirty_workflows: Default::default(),
             dirty_agents: BTreeSet::new(),
             facts_folded: 0,
@@ -358,6 +377,26 @@ impl PartitionState {
         self.remember(id);
     }
 
+    /// Records the content hash of an input in the dedup window (after its
+    /// facts were evolved, or when warming the window from the journal).
+    /// Ignored for an id outside the window.
+    pub fn remember_input_hash(&mut self, id: EventId, hash: u64) {
+        if self.dedup.contains(&id) {
+            self.dedup_hash.insert(id, hash);
+        }
+    }
+
+    /// How an input with this id and content hash relates to the window.
+    pub fn classify_input(&self, id: &EventId, hash: u64) -> Seen {
+        if !self.dedup.contains(id) {
+            return Seen::New;
+        }
+        match self.dedup_hash.get(id) {
+            Some(&h) if h != hash => Seen::Conflict,
+            _ => Seen::Duplicate,
+        }
+    }
+
     pub(crate) fn remember(&mut self, id: EventId) {
         // A window of 0 (replay, history) keeps nothing: not even a
         // transient insert.
@@ -369,6 +408,7 @@ impl PartitionState {
             while self.dedup_order.len() > self.config.dedup_window {
                 if let Some(old) = self.dedup_order.pop_front() {
                     self.dedup.remove(&old);
+                    self.dedup_hash.remove(&old);
                 }
             }
         }

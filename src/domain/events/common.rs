@@ -22,10 +22,18 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// Adds `other`, saturating: a sum of accepted (non-negative, finite)
+    /// figures never wraps; a cost sum too large for `f64` stays at
+    /// `f64::MAX` rather than turning infinite.
     pub fn add(&mut self, other: &Usage) {
-        self.tokens_in += other.tokens_in;
-        self.tokens_out += other.tokens_out;
-        self.cost += other.cost;
+        self.tokens_in = self.tokens_in.saturating_add(other.tokens_in);
+        self.tokens_out = self.tokens_out.saturating_add(other.tokens_out);
+        let cost = self.cost + other.cost;
+        self.cost = if cost.is_nan() {
+            self.cost
+        } else {
+            cost.clamp(-f64::MAX, f64::MAX)
+        };
     }
 }
 

@@ -6,6 +6,7 @@
 //! `tests/codec_conformance.rs` proves it against the `.avsc` files. Never
 //! add serde attributes that change the shape (`flatten`, `skip_*`, `tag`).
 
+mod bounds;
 mod common;
 mod describe;
 mod ingress;
@@ -15,6 +16,7 @@ mod values;
 
 use serde::{Deserialize, Serialize};
 
+pub use bounds::*;
 pub use common::*;
 pub use ingress::*;
 pub use journal::*;

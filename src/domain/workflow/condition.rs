@@ -2,6 +2,11 @@
 //! workflow input (`input`) and upstream outputs (`steps.<id>.output`).
 //! Pure: the same expression and values always give the same answer, so
 //! replay reproduces skips. A condition must evaluate to a boolean.
+//!
+//! The parser recurses deeply per nesting level (a debug build overflowed a
+//! 2 MiB stack at 16 levels), so an expression is compiled and run on a
+//! thread of its own with a [`EVAL_STACK_BYTES`] stack, and submissions
+//! bound how much an expression may nest (`validate::check_bounds`).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -26,6 +31,24 @@ pub fn evaluate(
         steps.insert((*id).to_string(), Value::Object(step));
     }
     let input = json(input);
+    let run = move || evaluate_here(expr, input, steps);
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("baton-cel".into())
+            .stack_size(EVAL_STACK_BYTES)
+            .spawn_scoped(s, run)
+            .map_err(|e| format!("could not start its evaluation: {e}"))?
+            .join()
+            .unwrap_or_else(|_| Err("the CEL evaluator panicked on this expression".into()))
+    })
+}
+
+/// Stack of the thread a condition runs on: room for the nesting
+/// `validate::MAX_CONDITION_DEPTH` allows, with a wide margin (only the
+/// pages touched are ever committed).
+pub const EVAL_STACK_BYTES: usize = 256 << 20;
+
+fn evaluate_here(expr: &str, input: Value, steps: Map<String, Value>) -> Result<bool, String> {
     // The parser and interpreter are third-party code fed user text: a panic
     // in them must become an evaluation error, not take the engine down.
     let result = catch_unwind(AssertUnwindSafe(|| -> Result<bool, String> {

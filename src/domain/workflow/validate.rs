@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use crate::domain::events::WorkflowDefinition;
+use crate::domain::events::{check_duration_ms, WorkflowDefinition};
 
 /// Size limits of one workflow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +49,8 @@ pub enum DefinitionError {
     },
     #[error("step `{step}`: {reason}")]
     InvalidStep { step: String, reason: String },
+    #[error("{0}")]
+    InvalidDeadline(String),
 }
 
 impl DefinitionError {
@@ -62,6 +64,7 @@ impl DefinitionError {
             DefinitionError::Cycle(_) => "cycle",
             DefinitionError::InputTooLarge { .. } => "input_too_large",
             DefinitionError::InvalidStep { .. } => "invalid_step",
+            DefinitionError::InvalidDeadline(_) => "invalid_deadline",
         }
     }
 }
@@ -101,6 +104,7 @@ pub fn validate(def: &WorkflowDefinition, limits: &Limits) -> Result<Dag, Defini
     if let Some(input) = &def.input {
         check_input("workflow", input.0.len(), limits)?;
     }
+
     let mut index = HashMap::with_capacity(steps.len());
     for (i, s) in steps.iter().enumerate() {
         if index.insert(s.id.as_str(), i).is_some() {
@@ -153,6 +157,60 @@ pub fn validate(def: &WorkflowDefinition, limits: &Limits) -> Result<Dag, Defini
         upstream,
         downstream,
     })
+}
+
+/// The ranges a new submission's numbers and expressions must lie in
+/// (documented in the README's event catalog). Checked by `decide` before
+/// [`validate`], never on replay: facts written before a range existed
+/// must fold as they did.
+pub fn check_bounds(def: &WorkflowDefinition) -> Result<(), DefinitionError> {
+    if let Some(ms) = def.deadline_ms {
+        check_duration_ms("deadline_ms", ms, 1).map_err(DefinitionError::InvalidDeadline)?;
+    }
+    for s in def.steps.iter() {
+        let invalid = |reason: String| DefinitionError::InvalidStep {
+            step: s.id.clone(),
+            reason,
+        };
+        if let Some(t) = s.timeout_ms {
+            check_duration_ms("timeout_ms", t, 1).map_err(invalid)?;
+        }
+        if let Some(r) = &s.retry {
+            check_duration_ms("retry.base_ms", r.base_ms, 0).map_err(invalid)?;
+            check_duration_ms("retry.max_ms", r.max_ms, 0).map_err(invalid)?;
+        }
+        if let Some(w) = &s.when {
+            check_condition(w).map_err(invalid)?;
+        }
+    }
+    Ok(())
+}
+
+/// Longest `when` expression, in bytes.
+pub const MAX_CONDITION_BYTES: usize = 16 << 10;
+/// Most nesting a `when` expression may have: brackets plus the operators
+/// the CEL parser recurses on (`!`, `-`, `?`), counted over the whole
+/// expression, so no combination nests deeper (see `condition`).
+pub const MAX_CONDITION_DEPTH: usize = 64;
+
+/// Why a `when` expression is refused before it is ever parsed, if it is.
+fn check_condition(expr: &str) -> Result<(), String> {
+    if expr.len() > MAX_CONDITION_BYTES {
+        return Err(format!(
+            "`when` is {} bytes, over the limit of {MAX_CONDITION_BYTES}",
+            expr.len()
+        ));
+    }
+    let nesting = expr
+        .bytes()
+        .filter(|b| matches!(b, b'(' | b'[' | b'{' | b'!' | b'-' | b'?'))
+        .count();
+    if nesting > MAX_CONDITION_DEPTH {
+        return Err(format!(
+            "`when` has {nesting} brackets and `!`, `-`, `?` operators, over the limit of {MAX_CONDITION_DEPTH}"
+        ));
+    }
+    Ok(())
 }
 
 fn check_input(what: &str, size: usize, limits: &Limits) -> Result<(), DefinitionError> {

@@ -247,6 +247,9 @@ impl<'a> Loop<'a> {
                 let e = self.decode_journal(r)?;
                 if let Some(c) = e.causation_id {
                     self.state.remember_input(c);
+                    if let Some(h) = dedup::input_hash(r) {
+                        self.state.remember_input_hash(c, h);
+                    }
                 }
             }
         }
@@ -300,6 +303,9 @@ impl<'a> Loop<'a> {
                     self.ingress_next = self.ingress_next.max(off + 1);
                 }
                 self.state.evolve(&e);
+                if let (Some(c), Some(h)) = (e.causation_id, dedup::input_hash(r)) {
+                    self.state.remember_input_hash(c, h);
+                }
                 self.index.record(&mut self.state, &e, r.offset);
                 self.facts_since_flush += 1;
                 if quiet {

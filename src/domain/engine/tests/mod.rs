@@ -175,4 +175,5 @@ pub(super) fn fail(wf: &str, s: &str, attempt: i32, agent: &str) -> Payload {
 
 mod agents;
 mod bottlenecks;
+mod extremes;
 mod workflows;
