@@ -18,7 +18,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::results::{results_for, ResultBody};
+use super::results::{results_for, PreviousStatus, ResultBody};
 use super::{Engine, EngineError, EngineStats};
 use crate::codec::MAX_INGRESS_EVENT_BYTES;
 use crate::domain::engine::{PartitionState, Seen};
@@ -277,8 +277,11 @@ impl<'a> Loop<'a> {
         fact: &Envelope,
         encoded: Option<&Bytes>,
         outbox: &mut Outbox,
+        previous: &mut PreviousStatus,
     ) -> Result<(), EngineError> {
-        if let Some((topic, key, body)) = results_for(fact, &self.engine.topics) {
+        let workflows = &self.state.workflows;
+        let before = previous.observe(fact, |id| workflows.get(id).map(|w| w.started_at.is_some()));
+        if let Some((topic, key, body)) = results_for(fact, &self.engine.topics, before) {
             let n = self.result_partitions.get(&topic).copied().unwrap_or(1);
             let value = match (body, encoded) {
                 (ResultBody::Fact, Some(bytes)) => bytes.clone(),
@@ -436,8 +439,9 @@ impl<'a> Loop<'a> {
         let mut chunk_bytes = 0usize;
         let mut prev_offset = None;
         let mut hashes = hashes.into_iter();
+        let mut previous = PreviousStatus::default();
         for ((offset, fact), value) in journal.iter().zip(encoded) {
-            self.collect_results(fact, Some(&value), &mut outbox)?;
+            self.collect_results(fact, Some(&value), &mut outbox, &mut previous)?;
             let first_of_input = *offset != prev_offset;
             if first_of_input && chunk_bytes > MAX_APPEND_BYTES {
                 chunks.push(Vec::new());

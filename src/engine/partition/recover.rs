@@ -278,6 +278,7 @@ impl<'a> Loop<'a> {
         // Results of tick facts seen while quiet: published only if no input
         // below `committed` follows them.
         let mut held = Outbox::default();
+        let mut previous = crate::engine::results::PreviousStatus::default();
         // On a broker an empty read can be a slow fetch: read toward the
         // end seen now.
         let end = self.engine.log.high_watermark(&journal, self.p).await?;
@@ -319,12 +320,12 @@ impl<'a> Loop<'a> {
                             self.publish(std::mem::take(&mut held)).await?;
                         }
                         None => {
-                            self.collect_results(&e, Some(&r.value), &mut held)?;
+                            self.collect_results(&e, Some(&r.value), &mut held, &mut previous)?;
                             continue;
                         }
                     }
                 }
-                self.collect_results(&e, Some(&r.value), &mut outbox)?;
+                self.collect_results(&e, Some(&r.value), &mut outbox, &mut previous)?;
             }
             self.publish(outbox).await?;
         }
