@@ -17,6 +17,7 @@
 pub mod audit;
 pub mod error;
 pub mod fleet;
+pub mod limits;
 pub mod openapi;
 pub mod probes;
 pub mod shapes;
@@ -108,21 +109,25 @@ pub fn router(ctx: ApiContext) -> Router {
 }
 
 /// Serves the API on `listener` until `shutdown` turns true (or its sender
-/// is dropped); requests in flight then finish.
+/// is dropped), within [`limits::HttpLimits::default`]; requests in flight
+/// then finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     ctx: ApiContext,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), ApiError> {
-    let stop = async move {
-        while !*shutdown.borrow_and_update() {
-            if shutdown.changed().await.is_err() {
-                break;
-            }
-        }
-    };
-    axum::serve(listener, router(ctx))
-        .with_graceful_shutdown(stop)
+    serve_with(listener, ctx, limits::HttpLimits::default(), shutdown).await
+}
+
+/// [`serve`] within `limits` (header-read and request timeouts, in-flight cap).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    ctx: ApiContext,
+    limits: limits::HttpLimits,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), ApiError> {
+    let app = limits::bounded(router(ctx), limits);
+    limits::serve_bounded(listener, app, limits, shutdown)
         .await
         .map_err(ApiError::Serve)
 }

@@ -33,6 +33,17 @@ pub struct ServeArgs {
     /// ingress records behind.
     #[arg(long, env = "BATON_HTTP_READY_MAX_LAG", default_value_t = 1000)]
     pub ready_max_lag: u64,
+    /// At most this many HTTP requests are handled at once; more get 503
+    /// with Retry-After (load shedding keeps the engine's share).
+    #[arg(long, env = "BATON_HTTP_MAX_IN_FLIGHT", default_value_t = 64)]
+    pub http_max_in_flight: usize,
+    /// A connection that has not sent a request's headers within this many
+    /// milliseconds is closed (slowloris, half-sent requests).
+    #[arg(long, env = "BATON_HTTP_HEADER_TIMEOUT_MS", default_value_t = 5000)]
+    pub http_header_timeout_ms: u64,
+    /// A request not answered within this many milliseconds gets 503.
+    #[arg(long, env = "BATON_HTTP_REQUEST_TIMEOUT_MS", default_value_t = 10000)]
+    pub http_request_timeout_ms: u64,
     /// Export per-agent series (baton_agent_*_steps{agent}); off by default
     /// because agent ids are unbounded.
     #[arg(long, env = "BATON_METRICS_PER_AGENT_LABELS")]
@@ -43,6 +54,15 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    pub fn http_limits(&self) -> api::limits::HttpLimits {
+        api::limits::HttpLimits {
+            max_in_flight: self.http_max_in_flight.max(1),
+            header_timeout: std::time::Duration::from_millis(self.http_header_timeout_ms.max(1)),
+            request_timeout: std::time::Duration::from_millis(self.http_request_timeout_ms.max(1)),
+            retry_after_secs: 1,
+        }
+    }
+
     pub fn agent_labels(&self) -> AgentLabels {
         AgentLabels {
             enabled: self.per_agent_metrics,
@@ -92,11 +112,51 @@ pub async fn start_http(
         ready_max_lag: args.ready_max_lag,
         telemetry,
     };
-    let handle = tokio::spawn(async move {
-        if let Err(e) = api::serve(listener, ctx, stop).await {
-            tracing::error!(error = %e, "HTTP API stopped");
-        }
-    });
+    let limits = args.http_limits();
+    let handle = spawn_isolated(listener.into_std()?, ctx, limits, stop)?;
     tracing::info!(addr = %bound, "HTTP API listening");
     Ok(Some((bound, handle)))
+}
+
+/// Blocking-pool threads of the HTTP runtime: caps the sled and journal
+/// reads the API can run at once.
+const HTTP_BLOCKING_THREADS: usize = 8;
+
+/// Runs the API on its own runtime (2 workers, a bounded blocking pool) on
+/// its own threads, so HTTP load cannot take the engine's workers, timers
+/// or blocking pool (partition loops, heartbeats, store flushes). The
+/// returned handle finishes when the server has stopped.
+fn spawn_isolated(
+    listener: std::net::TcpListener,
+    ctx: ApiContext,
+    limits: api::limits::HttpLimits,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<JoinHandle<()>> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(HTTP_BLOCKING_THREADS)
+        .thread_name("baton-http")
+        .enable_all()
+        .build()?;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("baton-http-main".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => {
+                        if let Err(e) = api::serve_with(l, ctx, limits, stop).await {
+                            tracing::error!(error = %e, "HTTP API stopped");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "HTTP API not served"),
+                }
+            });
+            // Connections still draining are dropped with the runtime.
+            rt.shutdown_timeout(std::time::Duration::from_secs(2));
+            let _ = done_tx.send(());
+        })?;
+    Ok(tokio::spawn(async move {
+        let _ = done_rx.await;
+    }))
 }
