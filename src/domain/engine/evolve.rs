@@ -321,6 +321,11 @@ impl PartitionState {
         s.attempt = attempt;
         s.agent = None;
         s.ready_at = Some(now);
+        // A new attempt starts clean: keeping the previous attempt's times
+        // made its run time negative (finished before it started).
+        s.assigned_at = None;
+        s.started_at = None;
+        s.finished_at = None;
         if let Some(t) = s.retry_at.take() {
             // The retry timer fired (live) or is consumed by this fact (replay).
             self.timers.remove(&(

@@ -201,6 +201,14 @@ fn failures_retry_with_backoff_then_exhaust_and_fail_the_workflow() {
     assert_eq!((r.delay_ms, r.next_attempt, r.due_at), (500, 2, secs(1.5)));
     assert!(s.tick(1.4).is_empty(), "not due yet");
     assert_eq!(names(&s.tick(1.5)), ["StepAssigned"]);
+    // The retry's times are its own, not attempt 1's.
+    let a = &s.state.workflows["wf"].steps[0];
+    assert_eq!(a.attempt, 2);
+    assert_eq!(
+        (a.ready_at, a.assigned_at),
+        (Some(secs(1.5)), Some(secs(1.5)))
+    );
+    assert_eq!((a.started_at, a.finished_at), (None, None));
     let f = s.when(2.0, fail("wf", "a", 2, "a1")).unwrap();
     assert_eq!(
         names(&f),
